@@ -1,1 +1,104 @@
-fn main() {}
+//! The `floorwatch` command: runs the whole pipeline in one process (`up`)
+//! or any one component, and holds the small tools around them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use floorwatch::{commands, config, logging, up};
+
+/// Sensor-to-maintenance pipeline: MQTT readings, rules and incidents,
+/// signed webhooks, maintenance tasks.
+#[derive(Parser)]
+#[command(name = "floorwatch", version, about)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "FLOORWATCH_LOG_JSON")]
+    log_json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run broker, bridge, scheduler and simulated sensors in one process.
+    Up(up::UpArgs),
+    /// Run the embedded MQTT broker alone.
+    Broker(commands::ConfigArg),
+    /// Run an edge agent publishing simulated sensors.
+    Edge(commands::ConfigArg),
+    /// Run the bridge: rules, incidents and webhook delivery.
+    Bridge(commands::ConfigArg),
+    /// Run the scheduler: webhook receiver, tasks and operator page.
+    Scheduler(commands::ConfigArg),
+    /// Replay a CSV file of readings to an MQTT broker as one sensor.
+    Replay(commands::ReplayArgs),
+    /// Validate or print configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage webhook signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file and name the field and the fix on error.
+    Check {
+        file: PathBuf,
+        /// Which component the file configures.
+        #[arg(long, value_enum, default_value = "up")]
+        kind: config::ConfigKind,
+    },
+    /// Print the default configuration of `up` as TOML.
+    Default,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random `whsec_` webhook secret.
+    Generate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_json);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Config(ConfigCommand::Check { file, kind }) => {
+            config::check(&file, kind)?;
+            println!("{}: valid", file.display());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Default) => commands::print_default_config(),
+        Command::Keys(KeysCommand::Generate) => {
+            println!("{}", floorwatch_protocol::Secret::generate().expose());
+            Ok(())
+        }
+        Command::Broker(args) => commands::broker(args),
+        command => floorwatch::runtime()?.block_on(run_async(command)),
+    }
+}
+
+async fn run_async(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(args) => up::run(args).await,
+        Command::Edge(args) => commands::edge(args).await,
+        Command::Bridge(args) => commands::bridge(args).await,
+        Command::Scheduler(args) => commands::scheduler(args).await,
+        Command::Replay(args) => commands::replay(args).await,
+        Command::Broker(_) | Command::Config(_) | Command::Keys(_) => {
+            unreachable!("handled without a runtime")
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! The `[bridge]` section of a floorwatch config file: MQTT connection,
+//! database path, rules, webhook endpoints and the retry schedule, with the
+//! product's defaults and a validation pass that names field, value and fix.
+
+use std::path::PathBuf;
+
+use floorwatch_protocol::{BrokerUrl, Condition, EventType, Id, Secret, Severity};
+use serde::{Deserialize, Serialize};
+
+use crate::rules::Metric;
+
+/// Configuration of the bridge. Every field has a default, so an empty
+/// `[bridge]` section runs the product's scenario.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Broker connection, `[bridge.mqtt]`.
+    pub mqtt: MqttSettings,
+    /// SQLite file holding rule state, incidents, the outbox and the
+    /// delivery log. Its directory is created when missing.
+    pub database: PathBuf,
+    /// Threshold rules, `[[bridge.rules]]`.
+    pub rules: Vec<RuleConfig>,
+    /// Webhook destinations, `[[bridge.endpoints]]`.
+    pub endpoints: Vec<EndpointConfig>,
+    /// Retry schedule, `[bridge.delivery]`.
+    pub delivery: DeliverySettings,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            mqtt: MqttSettings::default(),
+            database: PathBuf::from("floorwatch-data/bridge.db"),
+            rules: default_rules(),
+            endpoints: Vec::new(),
+            delivery: DeliverySettings::default(),
+        }
+    }
+}
+
+/// Broker connection settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSettings {
+    /// Broker address, such as `mqtt://127.0.0.1:1883` or `mqtts://host`.
+    pub url: String,
+    /// Client id; stable so that the broker keeps the persistent session.
+    pub client_id: String,
+    /// First topic level(s) of every floorwatch topic.
+    pub topic_prefix: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        Self {
+            url: "mqtt://127.0.0.1:1883".to_owned(),
+            client_id: "floorwatch-bridge".to_owned(),
+            topic_prefix: floorwatch_protocol::topic::DEFAULT_PREFIX.to_owned(),
+            username: None,
+            password: None,
+        }
+    }
+}
+
+/// One threshold rule with hysteresis.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Rule identifier, part of every incident it raises.
+    pub id: String,
+    /// Measured quantity: `temperature` (°C) or `humidity` (%).
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    pub condition: Condition,
+    /// Value a reading must pass (strictly) to count as a breach.
+    pub threshold: f64,
+    /// Value a reading must return to (inclusive) to count towards resolving.
+    pub clear_threshold: f64,
+    /// Consecutive breaching readings that open an incident.
+    #[serde(default = "default_consecutive")]
+    pub consecutive: u32,
+    /// Consecutive cleared readings that resolve an incident.
+    #[serde(default = "default_consecutive")]
+    pub clear_consecutive: u32,
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+}
+
+fn default_metric() -> String {
+    "temperature".to_owned()
+}
+
+fn default_consecutive() -> u32 {
+    3
+}
+
+fn default_severity() -> Severity {
+    Severity::Warning
+}
+
+/// Returns the two rules of the product's scenario: below 20 °C or above 30 °C is
+/// abnormal, with one degree of hysteresis.
+pub fn default_rules() -> Vec<RuleConfig> {
+    let rule = |id: &str, condition, threshold, clear_threshold| RuleConfig {
+        id: id.to_owned(),
+        metric: default_metric(),
+        condition,
+        threshold,
+        clear_threshold,
+        consecutive: default_consecutive(),
+        clear_consecutive: default_consecutive(),
+        severity: default_severity(),
+    };
+    vec![
+        rule("temperature-high", Condition::Above, 30.0, 29.0),
+        rule("temperature-low", Condition::Below, 20.0, 21.0),
+    ]
+}
+
+/// One webhook destination.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// `http://` or `https://` URL that receives a POST per event.
+    pub url: String,
+    /// Signing secret, `whsec_` + base64.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// More signing secrets, for rotation; every one signs each delivery.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Event type patterns, such as `incident.*` or `incident.opened`.
+    #[serde(default = "default_events")]
+    pub events: Vec<String>,
+    /// Timeout of one attempt, in seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Allows private, loopback and link-local destinations.
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+fn default_events() -> Vec<String> {
+    vec!["incident.*".to_owned()]
+}
+
+fn default_timeout_secs() -> u64 {
+    15
+}
+
+impl EndpointConfig {
+    /// Creates an endpoint with one secret and the defaults.
+    pub fn new(url: &str, secret: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            secret: Some(secret.to_owned()),
+            secrets: Vec::new(),
+            events: default_events(),
+            timeout_secs: default_timeout_secs(),
+            allow_private: false,
+        }
+    }
+
+    /// Parses every configured secret, `secret` first.
+    pub fn parsed_secrets(&self) -> Result<Vec<Secret>, floorwatch_protocol::SecretError> {
+        self.secret
+            .iter()
+            .chain(&self.secrets)
+            .map(|text| Secret::parse(text))
+            .collect()
+    }
+}
+
+/// Retry schedule of webhook deliveries.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Delay before each retry, in milliseconds. An event gets one attempt
+    /// more than the schedule has entries, then becomes a dead letter.
+    pub retry_schedule_ms: Vec<u64>,
+    /// Random spread applied to each delay, as a fraction: 0.1 is ±10 %.
+    pub jitter: f64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        // 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 28 hours in total.
+        const SECOND: u64 = 1000;
+        const HOUR: u64 = 3600 * SECOND;
+        Self {
+            retry_schedule_ms: vec![
+                5 * SECOND,
+                300 * SECOND,
+                1800 * SECOND,
+                2 * HOUR,
+                5 * HOUR,
+                10 * HOUR,
+                10 * HOUR,
+            ],
+            jitter: 0.1,
+        }
+    }
+}
+
+/// An invalid configuration value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid {field} = {value}: {fix}")]
+pub struct ConfigError {
+    /// Path of the field, such as `bridge.rules[1].clear_threshold`.
+    pub field: String,
+    /// The offending value as written in TOML.
+    pub value: String,
+    /// Description of the problem and its fix.
+    pub fix: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, value: impl std::fmt::Debug, fix: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            value: format!("{value:?}"),
+            fix: fix.into(),
+        }
+    }
+}
+
+impl BridgeConfig {
+    /// Checks every field and returns the first invalid one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_mqtt()?;
+        if self.database.as_os_str().is_empty() {
+            return Err(ConfigError::new(
+                "bridge.database",
+                "",
+                "set a path for the SQLite file, such as \"floorwatch-data/bridge.db\"",
+            ));
+        }
+        for (index, rule) in self.rules.iter().enumerate() {
+            validate_rule(&format!("bridge.rules[{index}]"), rule)?;
+            if self.rules[..index].iter().any(|other| other.id == rule.id) {
+                return Err(ConfigError::new(
+                    format!("bridge.rules[{index}].id"),
+                    &rule.id,
+                    "another rule has this id: give each rule its own id",
+                ));
+            }
+        }
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
+            validate_endpoint(&format!("bridge.endpoints[{index}]"), endpoint)?;
+            if self.endpoints[..index]
+                .iter()
+                .any(|other| other.url == endpoint.url)
+            {
+                return Err(ConfigError::new(
+                    format!("bridge.endpoints[{index}].url"),
+                    &endpoint.url,
+                    "another endpoint has this URL: merge their event patterns into one endpoint",
+                ));
+            }
+        }
+        self.validate_delivery()
+    }
+
+    fn validate_mqtt(&self) -> Result<(), ConfigError> {
+        let mqtt = &self.mqtt;
+        if let Err(error) = mqtt.url.parse::<BrokerUrl>() {
+            return Err(ConfigError::new(
+                "bridge.mqtt.url",
+                &mqtt.url,
+                error.to_string(),
+            ));
+        }
+        if mqtt.client_id.is_empty() {
+            return Err(ConfigError::new(
+                "bridge.mqtt.client_id",
+                &mqtt.client_id,
+                "set a stable client id, such as \"floorwatch-bridge\"",
+            ));
+        }
+        let prefix = mqtt.topic_prefix.trim_end_matches('/');
+        if prefix.is_empty() || prefix.contains(['+', '#']) || prefix.starts_with('/') {
+            return Err(ConfigError::new(
+                "bridge.mqtt.topic_prefix",
+                &mqtt.topic_prefix,
+                "use one or more topic levels without wildcards or a leading '/', \
+                 such as \"floorwatch\"",
+            ));
+        }
+        if mqtt.password.is_some() && mqtt.username.is_none() {
+            return Err(ConfigError::new(
+                "bridge.mqtt.username",
+                "",
+                "a password is set without a username: set both or neither",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_delivery(&self) -> Result<(), ConfigError> {
+        let jitter = self.delivery.jitter;
+        if !(0.0..1.0).contains(&jitter) {
+            return Err(ConfigError::new(
+                "bridge.delivery.jitter",
+                jitter,
+                "use a fraction from 0.0 (no jitter) to below 1.0, such as 0.1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn validate_rule(path: &str, rule: &RuleConfig) -> Result<(), ConfigError> {
+    if let Err(error) = Id::parse(&rule.id) {
+        return Err(ConfigError::new(
+            format!("{path}.id"),
+            &rule.id,
+            error.to_string(),
+        ));
+    }
+    if Metric::parse(&rule.metric).is_none() {
+        return Err(ConfigError::new(
+            format!("{path}.metric"),
+            &rule.metric,
+            "use \"temperature\" or \"humidity\"",
+        ));
+    }
+    for (name, value) in [
+        ("threshold", rule.threshold),
+        ("clear_threshold", rule.clear_threshold),
+    ] {
+        if !value.is_finite() {
+            return Err(ConfigError::new(
+                format!("{path}.{name}"),
+                value,
+                "use a finite number",
+            ));
+        }
+    }
+    let misordered = match rule.condition {
+        Condition::Above => rule.clear_threshold > rule.threshold,
+        Condition::Below => rule.clear_threshold < rule.threshold,
+    };
+    if misordered {
+        let side = match rule.condition {
+            Condition::Above => "at or below",
+            Condition::Below => "at or above",
+        };
+        return Err(ConfigError::new(
+            format!("{path}.clear_threshold"),
+            rule.clear_threshold,
+            format!(
+                "a rule that fires {} {} must clear {side} it: set clear_threshold {side} {}",
+                condition_word(rule.condition),
+                rule.threshold,
+                rule.threshold
+            ),
+        ));
+    }
+    for (name, value) in [
+        ("consecutive", rule.consecutive),
+        ("clear_consecutive", rule.clear_consecutive),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::new(
+                format!("{path}.{name}"),
+                value,
+                "use a count of at least 1 reading",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn condition_word(condition: Condition) -> &'static str {
+    match condition {
+        Condition::Above => "above",
+        Condition::Below => "below",
+    }
+}
+
+fn validate_endpoint(path: &str, endpoint: &EndpointConfig) -> Result<(), ConfigError> {
+    let url_error = |fix: &str| ConfigError::new(format!("{path}.url"), &endpoint.url, fix);
+    let url = reqwest::Url::parse(&endpoint.url)
+        .map_err(|error| url_error(&format!("{error}: use e.g. \"https://host/webhooks\"")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(url_error("use an http:// or https:// URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(url_error("the URL has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(url_error(
+            "credentials in the URL would be sent in clear: remove them and rely on the signature",
+        ));
+    }
+
+    if endpoint.secret.is_none() && endpoint.secrets.is_empty() {
+        return Err(ConfigError::new(
+            format!("{path}.secret"),
+            "",
+            "every endpoint needs a signing secret: create one with `floorwatch keys generate`",
+        ));
+    }
+    if let Some(secret) = &endpoint.secret {
+        Secret::parse(secret).map_err(|error| {
+            ConfigError::new(format!("{path}.secret"), "<redacted>", error.to_string())
+        })?;
+    }
+    for (index, secret) in endpoint.secrets.iter().enumerate() {
+        Secret::parse(secret).map_err(|error| {
+            ConfigError::new(
+                format!("{path}.secrets[{index}]"),
+                "<redacted>",
+                error.to_string(),
+            )
+        })?;
+    }
+
+    if endpoint.events.is_empty() {
+        return Err(ConfigError::new(
+            format!("{path}.events"),
+            &endpoint.events,
+            "list at least one event type pattern, such as \"incident.*\"",
+        ));
+    }
+    for (index, pattern) in endpoint.events.iter().enumerate() {
+        if !EventType::ALL.iter().any(|t| t.matches(pattern)) {
+            return Err(ConfigError::new(
+                format!("{path}.events[{index}]"),
+                pattern,
+                "the pattern matches no event type: use e.g. \"incident.*\", \
+                 \"incident.opened\" or \"*\"",
+            ));
+        }
+    }
+    if endpoint.timeout_secs == 0 {
+        return Err(ConfigError::new(
+            format!("{path}.timeout_secs"),
+            endpoint.timeout_secs,
+            "use a timeout of at least 1 second",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,144 @@
+use super::*;
+
+const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+fn with_endpoint(endpoint: EndpointConfig) -> BridgeConfig {
+    BridgeConfig {
+        endpoints: vec![endpoint],
+        ..BridgeConfig::default()
+    }
+}
+
+fn error_of(config: &BridgeConfig) -> ConfigError {
+    config.validate().expect_err("config should be invalid")
+}
+
+#[test]
+fn defaults_are_valid_and_match_scenario() {
+    let config = BridgeConfig::default();
+    assert_eq!(config.validate(), Ok(()));
+    let high = &config.rules[0];
+    assert_eq!(high.id, "temperature-high");
+    assert_eq!(high.condition, Condition::Above);
+    assert_eq!((high.threshold, high.clear_threshold), (30.0, 29.0));
+    let low = &config.rules[1];
+    assert_eq!(low.id, "temperature-low");
+    assert_eq!((low.threshold, low.clear_threshold), (20.0, 21.0));
+    let total: u64 = config.delivery.retry_schedule_ms.iter().sum();
+    assert!(total > 24 * 3600 * 1000, "schedule spans {total} ms");
+}
+
+#[test]
+fn above_rule_clearing_above_threshold_is_named() {
+    let mut config = BridgeConfig::default();
+    config.rules[0].clear_threshold = 31.0;
+    let error = error_of(&config);
+    assert_eq!(error.field, "bridge.rules[0].clear_threshold");
+    assert_eq!(error.value, "31.0");
+    let message = error.to_string();
+    assert!(message.contains("at or below 30"), "{message}");
+}
+
+#[test]
+fn below_rule_clearing_below_threshold_is_named() {
+    let mut config = BridgeConfig::default();
+    config.rules[1].clear_threshold = 19.0;
+    assert_eq!(error_of(&config).field, "bridge.rules[1].clear_threshold");
+}
+
+/// Changes one field of a rule to an invalid value.
+type RuleChange = fn(&mut RuleConfig);
+
+#[test]
+fn invalid_rule_fields_are_named() {
+    let cases: [(RuleChange, &str); 5] = [
+        (|r| r.id = "high temp".into(), "bridge.rules[0].id"),
+        (|r| r.metric = "pressure".into(), "bridge.rules[0].metric"),
+        (|r| r.consecutive = 0, "bridge.rules[0].consecutive"),
+        (
+            |r| r.clear_consecutive = 0,
+            "bridge.rules[0].clear_consecutive",
+        ),
+        (|r| r.threshold = f64::NAN, "bridge.rules[0].threshold"),
+    ];
+    for (change, field) in cases {
+        let mut config = BridgeConfig::default();
+        change(&mut config.rules[0]);
+        assert_eq!(error_of(&config).field, field);
+    }
+}
+
+#[test]
+fn duplicate_rule_id_is_named() {
+    let mut config = BridgeConfig::default();
+    config.rules[1].id = config.rules[0].id.clone();
+    assert_eq!(error_of(&config).field, "bridge.rules[1].id");
+}
+
+#[test]
+fn bad_endpoint_url_is_named() {
+    for url in ["not a url", "ftp://host/x", "https://user:pw@host/x"] {
+        let error = error_of(&with_endpoint(EndpointConfig::new(url, SECRET)));
+        assert_eq!(error.field, "bridge.endpoints[0].url", "{url}");
+        assert!(error.value.contains(url), "{error}");
+    }
+}
+
+#[test]
+fn bad_or_missing_secret_is_named_without_value() {
+    let error = error_of(&with_endpoint(EndpointConfig::new(
+        "https://h/x",
+        "whsec_!!notbase64",
+    )));
+    assert_eq!(error.field, "bridge.endpoints[0].secret");
+    assert!(!error.to_string().contains("notbase64"), "{error}");
+
+    let mut endpoint = EndpointConfig::new("https://h/x", SECRET);
+    endpoint.secret = None;
+    assert_eq!(
+        error_of(&with_endpoint(endpoint.clone())).field,
+        "bridge.endpoints[0].secret"
+    );
+    endpoint.secrets = vec![SECRET.into(), "whsec_AAAA".into()];
+    assert_eq!(
+        error_of(&with_endpoint(endpoint)).field,
+        "bridge.endpoints[0].secrets[1]"
+    );
+}
+
+#[test]
+fn empty_or_unknown_events_are_named() {
+    let mut endpoint = EndpointConfig::new("https://h/x", SECRET);
+    endpoint.events.clear();
+    assert_eq!(
+        error_of(&with_endpoint(endpoint.clone())).field,
+        "bridge.endpoints[0].events"
+    );
+    endpoint.events = vec!["incident.*".into(), "incidents.*".into()];
+    assert_eq!(
+        error_of(&with_endpoint(endpoint)).field,
+        "bridge.endpoints[0].events[1]"
+    );
+}
+
+#[test]
+fn mqtt_and_delivery_fields_are_checked() {
+    let mut config = BridgeConfig::default();
+    config.mqtt.url = "http://broker".into();
+    assert_eq!(error_of(&config).field, "bridge.mqtt.url");
+
+    let mut config = BridgeConfig::default();
+    config.mqtt.topic_prefix = "plant/#".into();
+    assert_eq!(error_of(&config).field, "bridge.mqtt.topic_prefix");
+
+    let mut config = BridgeConfig::default();
+    config.delivery.jitter = 1.5;
+    assert_eq!(error_of(&config).field, "bridge.delivery.jitter");
+}
+
+#[test]
+fn rotation_secrets_are_unioned() {
+    let mut endpoint = EndpointConfig::new("https://h/x", SECRET);
+    endpoint.secrets = vec![Secret::generate().expose()];
+    assert_eq!(endpoint.parsed_secrets().unwrap().len(), 2);
+}

@@ -1,0 +1,357 @@
+//! Webhook delivery: one worker per endpoint that sends due outbox rows as
+//! signed POST requests, records every attempt, and schedules retries.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use floorwatch_protocol::webhook::{
+    signature_header, Secret, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+};
+use rand::Rng;
+use reqwest::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DeliverySettings, EndpointConfig};
+use crate::guard::{self, GuardedResolver};
+use crate::retry::{next_delay, parse_retry_after};
+use crate::stats::{bump, Stats};
+use crate::store::{AttemptRecord, OutboxRow, RowUpdate, Store};
+use crate::BridgeError;
+
+/// How long an attempt in flight may continue after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Rows read from the outbox per query.
+const HEADS_PER_QUERY: usize = 64;
+
+/// Bytes of a response body kept in the delivery log.
+const SNIPPET_BYTES: usize = 512;
+
+/// A configured endpoint ready to send.
+pub struct Endpoint {
+    /// The configured URL, which is also the endpoint's key in the outbox.
+    pub key: String,
+    url: Url,
+    secrets: Vec<Secret>,
+    allow_private: bool,
+    client: reqwest::Client,
+}
+
+impl Endpoint {
+    /// Builds the HTTP client of a validated endpoint.
+    pub fn new(config: &EndpointConfig) -> Result<Self, BridgeError> {
+        let invalid = |detail: String| BridgeError::Endpoint {
+            url: redact(&config.url),
+            detail,
+        };
+        let url = Url::parse(&config.url).map_err(|error| invalid(error.to_string()))?;
+        let secrets = config
+            .parsed_secrets()
+            .map_err(|error| invalid(error.to_string()))?;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(config.timeout_secs))
+            // A proxy would connect on our behalf and bypass the guard.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_private: config.allow_private,
+            }))
+            .user_agent(concat!("floorwatch-bridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| invalid(error.to_string()))?;
+        Ok(Self {
+            key: config.url.clone(),
+            url,
+            secrets,
+            allow_private: config.allow_private,
+            client,
+        })
+    }
+}
+
+/// Returns `url` without credentials, query or fragment, for logs.
+pub fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "<invalid URL>".to_owned(),
+    }
+}
+
+/// The result of sending one request.
+#[derive(Debug, Default)]
+struct Response {
+    status: Option<StatusCode>,
+    error: Option<String>,
+    snippet: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+/// Delivers the outbox rows of one endpoint.
+pub struct Worker {
+    pub endpoint: Endpoint,
+    pub store: Arc<Mutex<Store>>,
+    pub settings: DeliverySettings,
+    pub stats: Arc<Stats>,
+    pub wake: Arc<Notify>,
+}
+
+impl Worker {
+    /// Delivers until `cancel` fires; an attempt in flight then gets up to
+    /// five seconds to finish.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), BridgeError> {
+        let endpoint = redact(&self.endpoint.key);
+        tracing::info!(%endpoint, "delivery worker started");
+        while !cancel.is_cancelled() {
+            let key = self.endpoint.key.clone();
+            let heads = self
+                .with_store(move |store| store.pending_heads(&key, HEADS_PER_QUERY))
+                .await??;
+            let now_ms = Utc::now().timestamp_millis();
+            let (due, waiting): (Vec<_>, Vec<_>) = heads
+                .into_iter()
+                .partition(|row| row.next_attempt_at_ms <= now_ms);
+            if due.is_empty() {
+                let next_ms = waiting.iter().map(|row| row.next_attempt_at_ms).min();
+                let wait = next_ms.map(|at| Duration::from_millis((at - now_ms).max(1) as u64));
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = self.wake.notified() => {}
+                    () = sleep_or_forever(wait) => {}
+                }
+                continue;
+            }
+            for row in due {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                self.attempt(row, &cancel).await?;
+            }
+        }
+        tracing::info!(%endpoint, "delivery worker stopped");
+        Ok(())
+    }
+
+    async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> Result<T, BridgeError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let mut store = store
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut store)
+        })
+        .await
+        .map_err(|error| BridgeError::Task(format!("delivery store access: {error}")))
+    }
+
+    /// Makes one attempt at `row` and records it.
+    async fn attempt(&self, row: OutboxRow, cancel: &CancellationToken) -> Result<(), BridgeError> {
+        let attempt = row.attempts + 1;
+        let attempted_at = Utc::now();
+        let started = Instant::now();
+        let grace = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        let response = tokio::select! {
+            response = self.send(&row) => response,
+            () = grace => {
+                tracing::warn!(
+                    endpoint = %redact(&self.endpoint.key),
+                    event_id = %row.event_id,
+                    attempt,
+                    "abandoned an attempt at shutdown; it is retried on the next start"
+                );
+                return Ok(());
+            }
+        };
+        let record = AttemptRecord {
+            attempted_at,
+            status_code: response.status.map(|status| status.as_u16()),
+            latency_ms: started.elapsed().as_millis() as u64,
+            error: response.error.clone(),
+            response_snippet: response.snippet.clone(),
+        };
+        let update = self.decide(&row, &response);
+        self.log_outcome(&row, &response, update);
+
+        let endpoint = self.endpoint.key.clone();
+        self.with_store(move |store| store.record_attempt(&row, &endpoint, &record, update))
+            .await??;
+        match update {
+            RowUpdate::Delivered => {
+                bump(&self.stats.deliveries_succeeded);
+                self.stats.outbox_done(1);
+            }
+            RowUpdate::Retry { .. } => bump(&self.stats.delivery_attempts_failed),
+            RowUpdate::Dead => {
+                bump(&self.stats.delivery_attempts_failed);
+                bump(&self.stats.dead_letters);
+                self.stats.outbox_done(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Chooses what happens to the row after `response`.
+    fn decide(&self, row: &OutboxRow, response: &Response) -> RowUpdate {
+        if response.error.is_none() && response.status.is_some_and(|s| s.is_success()) {
+            return RowUpdate::Delivered;
+        }
+        if response.status == Some(StatusCode::GONE) {
+            return RowUpdate::Dead;
+        }
+        let unit_random = rand::thread_rng().gen::<f64>();
+        match next_delay(
+            &self.settings,
+            row.attempts + 1,
+            response.retry_after,
+            unit_random,
+        ) {
+            Some(delay) => {
+                let delay = TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
+                let at = Utc::now()
+                    .checked_add_signed(delay)
+                    .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+                RowUpdate::Retry {
+                    next_attempt_at_ms: at.timestamp_millis(),
+                }
+            }
+            None => RowUpdate::Dead,
+        }
+    }
+
+    fn log_outcome(&self, row: &OutboxRow, response: &Response, update: RowUpdate) {
+        let endpoint = redact(&self.endpoint.key);
+        let attempt = row.attempts + 1;
+        let status = response.status.map(|status| status.as_u16());
+        let error = response.error.as_deref().unwrap_or("");
+        match update {
+            RowUpdate::Delivered => tracing::info!(
+                %endpoint, event_id = %row.event_id, event_type = %row.event_type, attempt, status,
+                "delivered a webhook"
+            ),
+            RowUpdate::Retry { next_attempt_at_ms } => {
+                let delay_ms = (next_attempt_at_ms - Utc::now().timestamp_millis()).max(0);
+                tracing::warn!(
+                    %endpoint, event_id = %row.event_id, attempt, status, delay_ms, error,
+                    "webhook attempt failed, retrying"
+                );
+            }
+            RowUpdate::Dead => tracing::error!(
+                %endpoint, event_id = %row.event_id, attempt, status, error,
+                "webhook delivery failed for the last time; the event is now a dead letter"
+            ),
+        }
+    }
+
+    /// Signs and sends `row`, unless the guard rejects the destination.
+    async fn send(&self, row: &OutboxRow) -> Response {
+        if let Some(error) = self.literal_host_rejection() {
+            return Response {
+                error: Some(error),
+                ..Response::default()
+            };
+        }
+        let timestamp = Utc::now().timestamp();
+        let signature =
+            signature_header(&self.endpoint.secrets, &row.event_id, timestamp, &row.body);
+        let request = self
+            .endpoint
+            .client
+            .post(self.endpoint.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(HEADER_ID, &row.event_id)
+            .header(HEADER_TIMESTAMP, timestamp.to_string())
+            .header(HEADER_SIGNATURE, signature)
+            .body(row.body.clone());
+        match request.send().await {
+            Ok(response) => read_response(response).await,
+            Err(error) => Response {
+                error: Some(error_chain(&error)),
+                ..Response::default()
+            },
+        }
+    }
+
+    /// Checks a URL whose host is an IP address, which the HTTP client
+    /// connects to without asking the guarded resolver.
+    fn literal_host_rejection(&self) -> Option<String> {
+        let host = self.endpoint.url.host_str()?;
+        let ip: IpAddr = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
+        guard::check(ip, self.endpoint.allow_private).err()
+    }
+}
+
+async fn read_response(mut response: reqwest::Response) -> Response {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| parse_retry_after(value, Utc::now()));
+    let error = if status.is_redirection() {
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        Some(format!(
+            "redirect {status} to {location:?} not followed: configure the final URL"
+        ))
+    } else if !status.is_success() {
+        Some(format!("receiver returned {status}"))
+    } else {
+        None
+    };
+    let mut body = Vec::new();
+    while body.len() < SNIPPET_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body.truncate(SNIPPET_BYTES);
+    let snippet = (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned());
+    Response {
+        status: Some(status),
+        error,
+        snippet,
+        retry_after,
+    }
+}
+
+/// Joins an error and its sources, since reqwest's own text omits causes.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+async fn sleep_or_forever(wait: Option<Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,299 @@
+//! The ingest pipeline, run on a blocking thread: parse each payload, drop
+//! duplicates, run the rules, and commit sensor state, incidents and outbox
+//! rows of a whole batch in one transaction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use floorwatch_protocol::{parse_payload, Event, EventType, Id, IncidentData, Rejection, Topics};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::{BridgeConfig, EndpointConfig};
+use crate::rules::Rule;
+use crate::sensor::{Outcome, SensorState};
+use crate::stats::{bump, Stats};
+use crate::store::{BatchWrite, NewEvent, Store, StoreError};
+
+/// Minimum time between two rejection warnings about one sensor.
+const WARN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Maximum sensors tracked by the warning limiter before it drops stale
+/// entries, which bounds memory when topics carry arbitrary names.
+const WARN_LIMITER_CAPACITY: usize = 10_000;
+
+/// A payload received on a reading topic.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// Site level of the topic, not yet validated.
+    pub site: String,
+    /// Sensor level of the topic, not yet validated.
+    pub sensor: String,
+    pub payload: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// An MQTT message for the caller to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+/// Output of a committed batch.
+#[derive(Debug, Default)]
+pub struct BatchResult {
+    pub publications: Vec<Publication>,
+    /// Outbox rows committed, over all endpoints.
+    pub outbox_rows: u64,
+}
+
+/// Retained incident messages of the incidents now open, by topic, so they
+/// can be published again after the broker restarts.
+pub type RetainedIncidents = Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
+
+/// Returns the stable code of a rejection, used in stats and on the
+/// `rejected` topic.
+pub fn rejection_code(rejection: &Rejection) -> &'static str {
+    match rejection {
+        Rejection::InvalidTopicId { .. } => "invalid_topic_id",
+        Rejection::TooLarge { .. } => "too_large",
+        Rejection::Empty => "empty",
+        Rejection::NotUtf8 { .. } => "not_utf8",
+        Rejection::InvalidJson { .. } => "invalid_json",
+        Rejection::NoMeasurement => "no_measurement",
+        Rejection::NotFinite { .. } => "not_finite",
+        Rejection::Mismatch { .. } => "mismatch",
+        Rejection::UnsupportedVersion { .. } => "unsupported_version",
+    }
+}
+
+/// The state and database of the ingest side.
+pub struct Processor {
+    store: Store,
+    rules: Vec<Rule>,
+    endpoints: Vec<EndpointConfig>,
+    topics: Topics,
+    sensors: HashMap<(String, String), SensorState>,
+    stats: Arc<Stats>,
+    retained: RetainedIncidents,
+    warned_at: HashMap<(String, String), Instant>,
+}
+
+impl Processor {
+    /// Creates the processor and loads every sensor's state from `store`.
+    pub fn new(
+        store: Store,
+        config: &BridgeConfig,
+        stats: Arc<Stats>,
+        retained: RetainedIncidents,
+    ) -> Result<Self, StoreError> {
+        let sensors = store
+            .load_sensor_states()?
+            .into_iter()
+            .map(|(site, sensor, state)| ((site, sensor), state))
+            .collect();
+        let topics = Topics::new(&config.mqtt.topic_prefix);
+        let mut open = BTreeMap::new();
+        for incident in store.open_incidents()? {
+            let topic = topics.incident(&incident.site, &incident.sensor);
+            // Serializing plain data with string keys cannot fail.
+            open.insert(
+                topic,
+                serde_json::to_vec(&incident).expect("incident serializes"),
+            );
+        }
+        *retained
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = open;
+        Ok(Self {
+            store,
+            rules: config.rules.iter().filter_map(Rule::from_config).collect(),
+            endpoints: config.endpoints.clone(),
+            topics,
+            sensors,
+            stats,
+            retained,
+            warned_at: HashMap::new(),
+        })
+    }
+
+    /// Processes a batch and commits its effects in one transaction.
+    pub fn process(&mut self, batch: &[Inbound]) -> Result<BatchResult, StoreError> {
+        let mut touched: BTreeMap<(Id, Id), SensorState> = BTreeMap::new();
+        let mut write = BatchWrite::default();
+        let mut publications = Vec::new();
+        for inbound in batch {
+            let reading = match parse_payload(
+                &inbound.site,
+                &inbound.sensor,
+                &inbound.payload,
+                inbound.received_at,
+            ) {
+                Ok(reading) => reading,
+                Err(rejection) => {
+                    publications.extend(self.reject(inbound, &rejection));
+                    continue;
+                }
+            };
+            bump(&self.stats.readings_accepted);
+
+            let key = (reading.site.clone(), reading.sensor.clone());
+            let state = touched.entry(key).or_insert_with(|| {
+                let stored = (reading.site.to_string(), reading.sensor.to_string());
+                self.sensors.get(&stored).cloned().unwrap_or_default()
+            });
+            match state.observe(&self.rules, &reading, new_incident_id) {
+                Outcome::Duplicate => bump(&self.stats.duplicates),
+                Outcome::OutOfOrder => bump(&self.stats.out_of_order),
+                Outcome::Evaluated(events) => {
+                    for event in events {
+                        write.events.push(self.new_event(event));
+                    }
+                }
+            }
+        }
+
+        write.sensors = touched
+            .into_iter()
+            .map(|((site, sensor), state)| (site, sensor, state))
+            .collect();
+        self.store.write_batch(&write, Utc::now())?;
+        Ok(self.after_commit(write, publications))
+    }
+
+    /// Applies a committed batch to memory and counters.
+    fn after_commit(
+        &mut self,
+        write: BatchWrite,
+        mut publications: Vec<Publication>,
+    ) -> BatchResult {
+        let mut outbox_rows = 0;
+        for new_event in &write.events {
+            outbox_rows += new_event.endpoints.len() as u64;
+            bump(&self.stats.events_written);
+            publications.push(self.incident_publication(&new_event.event));
+        }
+        self.stats
+            .outbox_pending
+            .fetch_add(outbox_rows, std::sync::atomic::Ordering::Relaxed);
+        for (site, sensor, state) in write.sensors {
+            self.sensors
+                .insert((site.to_string(), sensor.to_string()), state);
+        }
+        BatchResult {
+            publications,
+            outbox_rows,
+        }
+    }
+
+    fn new_event(&self, event: Event<IncidentData>) -> NewEvent {
+        let endpoints = self
+            .endpoints
+            .iter()
+            .filter(|endpoint| endpoint.events.iter().any(|p| event.event_type.matches(p)))
+            .map(|endpoint| endpoint.url.clone())
+            .collect();
+        // Serializing plain data with string keys cannot fail.
+        let body = serde_json::to_vec(&event).expect("event serializes");
+        NewEvent {
+            event_id: format!("msg_{}", Uuid::now_v7().simple()),
+            event,
+            body,
+            endpoints,
+        }
+    }
+
+    /// Counts the event and builds the retained incident-state message: the
+    /// incident while it is open, an empty payload once it is resolved.
+    fn incident_publication(&self, event: &Event<IncidentData>) -> Publication {
+        let data = &event.data;
+        let topic = self.topics.incident(&data.site, &data.sensor);
+        let mut retained = self
+            .retained
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let payload = if event.event_type == EventType::IncidentResolved {
+            bump(&self.stats.incidents_resolved);
+            retained.remove(&topic);
+            Vec::new()
+        } else {
+            bump(&self.stats.incidents_opened);
+            // Serializing plain data with string keys cannot fail.
+            let payload = serde_json::to_vec(data).expect("incident serializes");
+            retained.insert(topic.clone(), payload.clone());
+            payload
+        };
+        tracing::info!(
+            event_type = event.event_type.as_str(),
+            incident_id = %data.incident_id,
+            site = %data.site,
+            sensor = %data.sensor,
+            rule = %data.rule,
+            value = data.value,
+            "incident changed"
+        );
+        Publication {
+            topic,
+            payload,
+            retain: true,
+        }
+    }
+
+    /// Counts and logs a rejected payload, and returns the report to publish
+    /// on the sensor's `rejected` topic when the topic levels are valid ids.
+    fn reject(&mut self, inbound: &Inbound, rejection: &Rejection) -> Option<Publication> {
+        let code = rejection_code(rejection);
+        self.stats.reject(code);
+        if self.should_warn(&inbound.site, &inbound.sensor) {
+            tracing::warn!(
+                site = %inbound.site.escape_debug(),
+                sensor = %inbound.sensor.escape_debug(),
+                reason = code,
+                error = %rejection,
+                "rejected a reading payload (further warnings for this sensor are held for 60 s)"
+            );
+        }
+        let site = Id::parse(&inbound.site).ok()?;
+        let sensor = Id::parse(&inbound.sensor).ok()?;
+        let report = json!({
+            "reason": rejection.to_string(),
+            "code": code,
+            "received_at": inbound.received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        });
+        Some(Publication {
+            topic: self.topics.rejected(&site, &sensor),
+            payload: report.to_string().into_bytes(),
+            retain: false,
+        })
+    }
+
+    fn should_warn(&mut self, site: &str, sensor: &str) -> bool {
+        let now = Instant::now();
+        let key = (site.to_owned(), sensor.to_owned());
+        if self
+            .warned_at
+            .get(&key)
+            .is_some_and(|last| now.duration_since(*last) < WARN_INTERVAL)
+        {
+            return false;
+        }
+        if self.warned_at.len() >= WARN_LIMITER_CAPACITY {
+            self.warned_at
+                .retain(|_, last| now.duration_since(*last) < WARN_INTERVAL);
+        }
+        self.warned_at.insert(key, now);
+        true
+    }
+}
+
+fn new_incident_id() -> String {
+    format!("inc_{}", Uuid::now_v7().simple())
+}
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

@@ -1,0 +1,109 @@
+//! Counters of the running bridge, shared by its tasks and read through
+//! `BridgeHandle::stats`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// A copy of the bridge's counters at one moment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatsSnapshot {
+    /// Payloads parsed into readings, including duplicates and late ones.
+    pub readings_accepted: u64,
+    /// Payloads that did not parse, or arrived on an invalid topic.
+    pub readings_rejected: u64,
+    /// Rejections by stable code, such as `invalid_json`.
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Readings ignored because their sequence number was already seen.
+    pub duplicates: u64,
+    /// Readings older than the sensor's newest one, not evaluated.
+    pub out_of_order: u64,
+    pub incidents_opened: u64,
+    pub incidents_resolved: u64,
+    /// Events committed to the outbox (one per event, not per endpoint).
+    pub events_written: u64,
+    pub deliveries_succeeded: u64,
+    pub delivery_attempts_failed: u64,
+    /// Outbox rows that exhausted their retries.
+    pub dead_letters: u64,
+    /// Outbox rows waiting for delivery.
+    pub outbox_pending: u64,
+    pub mqtt_connected: bool,
+    /// True once the broker acknowledged the reading subscription on the
+    /// current connection; readings published before that may be lost.
+    pub mqtt_subscribed: bool,
+}
+
+/// Live counters. Each is updated on its own, so a snapshot taken while the
+/// bridge works may mix two moments.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub readings_accepted: AtomicU64,
+    pub readings_rejected: AtomicU64,
+    rejected_by_reason: Mutex<BTreeMap<String, u64>>,
+    pub duplicates: AtomicU64,
+    pub out_of_order: AtomicU64,
+    pub incidents_opened: AtomicU64,
+    pub incidents_resolved: AtomicU64,
+    pub events_written: AtomicU64,
+    pub deliveries_succeeded: AtomicU64,
+    pub delivery_attempts_failed: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub outbox_pending: AtomicU64,
+    pub mqtt_connected: AtomicBool,
+    pub mqtt_subscribed: AtomicBool,
+}
+
+/// Adds one to `counter`.
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Stats {
+    /// Counts one rejected payload under `code`.
+    pub fn reject(&self, code: &str) {
+        bump(&self.readings_rejected);
+        let mut reasons = self
+            .rejected_by_reason
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *reasons.entry(code.to_owned()).or_default() += 1;
+    }
+
+    /// Subtracts `count` from the pending outbox rows, stopping at zero.
+    pub fn outbox_done(&self, count: u64) {
+        let _ = self
+            .outbox_pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |pending| {
+                Some(pending.saturating_sub(count))
+            });
+    }
+
+    /// Copies every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let rejected_by_reason = self
+            .rejected_by_reason
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        StatsSnapshot {
+            readings_accepted: load(&self.readings_accepted),
+            readings_rejected: load(&self.readings_rejected),
+            rejected_by_reason,
+            duplicates: load(&self.duplicates),
+            out_of_order: load(&self.out_of_order),
+            incidents_opened: load(&self.incidents_opened),
+            incidents_resolved: load(&self.incidents_resolved),
+            events_written: load(&self.events_written),
+            deliveries_succeeded: load(&self.deliveries_succeeded),
+            delivery_attempts_failed: load(&self.delivery_attempts_failed),
+            dead_letters: load(&self.dead_letters),
+            outbox_pending: load(&self.outbox_pending),
+            mqtt_connected: self.mqtt_connected.load(Ordering::Relaxed),
+            mqtt_subscribed: self.mqtt_subscribed.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Startup, routes and graceful shutdown of the scheduler's HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use floorwatch_protocol::Verifier;
+use poem::listener::TcpAcceptor;
+use poem::{get, post, EndpointExt, Route, Server};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{get_task, healthz, list_tasks, readyz};
+use crate::assign::Roster;
+use crate::config::SchedulerConfig;
+use crate::error::{ApiError, SchedulerError};
+use crate::live::{task_events, Live};
+use crate::page::{operator_page, Page};
+use crate::receive::receive_webhook;
+use crate::store::{SqliteStore, StoreError, TaskStore};
+
+/// Time that in-flight requests get to finish after shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// State shared by all request handlers.
+pub(crate) struct AppState {
+    pub store: Arc<dyn TaskStore>,
+    pub verifier: Verifier,
+    pub roster: Roster,
+    pub keep_open_on_resolve: bool,
+    pub max_body_bytes: usize,
+    pub page: Page,
+    pub live: Live,
+    /// Cancelled on shutdown; ends the server-sent event streams.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Runs `operation` on the store in the blocking thread pool. A failure
+    /// is logged here and becomes 500 `storage_error`.
+    pub async fn run_store<T, F>(&self, operation: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn TaskStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || operation(store.as_ref())).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "task store operation failed");
+                Err(ApiError::storage())
+            }
+            Err(error) => {
+                tracing::error!(%error, "task store operation panicked");
+                Err(ApiError::storage())
+            }
+        }
+    }
+}
+
+/// A running scheduler.
+#[derive(Debug)]
+pub struct SchedulerHandle {
+    local_addr: SocketAddr,
+    server: JoinHandle<Result<(), SchedulerError>>,
+}
+
+impl SchedulerHandle {
+    /// Returns the address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Waits until the server has stopped after shutdown was requested.
+    pub async fn wait(self) -> Result<(), SchedulerError> {
+        self.server.await?
+    }
+}
+
+/// Validates `config`, opens the task store and serves HTTP on `listener`
+/// until `shutdown` is cancelled.
+///
+/// Returns once the server accepts connections; configuration and database
+/// errors are returned here rather than from [`SchedulerHandle::wait`].
+pub async fn start(
+    config: SchedulerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<SchedulerHandle, SchedulerError> {
+    config.validate()?;
+    let secrets = config.parse_secrets()?;
+    let roster = Roster {
+        policy: config.assignment,
+        technicians: config.parse_technicians()?,
+    };
+    let local_addr = listener.local_addr().map_err(SchedulerError::Listener)?;
+
+    let path = config.database.clone();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path)).await??;
+    let page = Page::new().map_err(SchedulerError::Template)?;
+    tracing::info!(
+        %local_addr,
+        database = %config.database.display(),
+        technicians = ?config.technicians,
+        assignment = config.assignment.as_str(),
+        secrets = secrets.len(),
+        tolerance_secs = config.tolerance_secs,
+        max_body_bytes = config.max_body_bytes,
+        keep_open_on_resolve = config.keep_open_on_resolve,
+        "scheduler starting"
+    );
+
+    let state = Arc::new(AppState {
+        store: Arc::new(store),
+        verifier: Verifier::new(secrets, config.tolerance()),
+        roster,
+        keep_open_on_resolve: config.keep_open_on_resolve,
+        max_body_bytes: config.max_body_bytes,
+        page,
+        live: Live::default(),
+        shutdown: shutdown.clone(),
+    });
+    let acceptor = TcpAcceptor::from_tokio(listener).map_err(SchedulerError::Listener)?;
+    let server = tokio::spawn(serve(acceptor, routes(state), shutdown));
+    tracing::info!(%local_addr, "scheduler ready");
+    Ok(SchedulerHandle { local_addr, server })
+}
+
+/// Starts the scheduler and waits until it stops: [`start`] followed by
+/// [`SchedulerHandle::wait`].
+pub async fn run(
+    config: SchedulerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), SchedulerError> {
+    start(config, listener, shutdown).await?.wait().await
+}
+
+async fn serve(
+    acceptor: TcpAcceptor,
+    app: impl poem::Endpoint + 'static,
+    shutdown: CancellationToken,
+) -> Result<(), SchedulerError> {
+    let signal = shutdown.clone().cancelled_owned();
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, signal, Some(SHUTDOWN_GRACE))
+        .await
+        .map_err(SchedulerError::Serve)?;
+    tracing::info!("scheduler stopped");
+    Ok(())
+}
+
+fn routes(state: Arc<AppState>) -> impl poem::Endpoint + 'static {
+    Route::new()
+        .at("/", get(operator_page))
+        .at("/webhooks", post(receive_webhook))
+        .at("/schedule-maintenance", post(receive_webhook))
+        .at("/api/v1/tasks", get(list_tasks))
+        .at("/api/v1/tasks/:id", get(get_task))
+        .at("/events", get(task_events))
+        .at("/healthz", get(healthz))
+        .at("/readyz", get(readyz))
+        .data(state)
+}

@@ -1,0 +1,168 @@
+//! The embedded rumqttd broker: configuration from `broker.toml` and a
+//! start that reports a port in use as a clear error and waits until the
+//! listener accepts connections.
+//!
+//! NOTE: rumqttd 0.20 has no shutdown: its threads live until the process
+//! exits, and `Broker::start` blocks the thread it runs on.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The default broker configuration, `broker.toml` at the workspace root.
+pub const DEFAULT_BROKER_TOML: &str = include_str!("../broker.toml");
+
+/// How long to wait for the broker's listener to accept connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Builds the broker configuration: the embedded default, then `file`, then
+/// `overrides` (a `[broker]` table from an `up` config), merged key by key.
+pub fn load_config(
+    file: Option<&Path>,
+    overrides: Option<&toml::Table>,
+) -> anyhow::Result<toml::Table> {
+    let mut table: toml::Table =
+        toml::from_str(DEFAULT_BROKER_TOML).context("embedded broker.toml is invalid")?;
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read broker config {}", path.display()))?;
+        let file_table: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("invalid broker config {}", path.display()))?;
+        merge(&mut table, file_table);
+    }
+    if let Some(overrides) = overrides {
+        merge(&mut table, overrides.clone());
+    }
+    Ok(table)
+}
+
+/// Merges `overlay` into `base`: tables recursively, other values replaced.
+pub fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => {
+                merge(base_table, overlay_table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Sets the listen address of the first MQTT 3.1.1 server, `[v4.1]`.
+pub fn set_listen(table: &mut toml::Table, addr: SocketAddr) -> anyhow::Result<()> {
+    let server = table
+        .get_mut("v4")
+        .and_then(|v4| v4.get_mut("1"))
+        .and_then(|server| server.as_table_mut())
+        .context("broker config has no [v4.1] server to set the listen address of")?;
+    server.insert("listen".into(), toml::Value::String(addr.to_string()));
+    Ok(())
+}
+
+/// Returns the listen addresses of every MQTT server in the configuration.
+pub fn listen_addrs(config: &rumqttd::Config) -> Vec<SocketAddr> {
+    let servers = config.v4.iter().chain(config.v5.iter());
+    servers
+        .flat_map(|servers| servers.values().map(|server| server.listen))
+        .collect()
+}
+
+/// A running embedded broker.
+pub struct EmbeddedBroker {
+    addr: SocketAddr,
+}
+
+impl EmbeddedBroker {
+    /// Starts rumqttd with `table` on its own thread and waits until its
+    /// first listener accepts TCP connections.
+    ///
+    /// `flag` names the command-line flag that sets the address, for the
+    /// error when the port is in use.
+    pub fn start(table: toml::Table, flag: &str) -> anyhow::Result<Self> {
+        let config: rumqttd::Config = table
+            .try_into()
+            .context("invalid broker configuration (see broker.toml for the keys)")?;
+        let addrs = listen_addrs(&config);
+        let Some(&addr) = addrs.first() else {
+            bail!("broker configuration has no [v4.N] or [v5.N] server to listen on");
+        };
+        for addr in &addrs {
+            if addr.port() == 0 {
+                bail!(
+                    "cannot listen for MQTT on {addr}: the embedded broker needs a fixed port \
+                     because rumqttd does not report the port it bound; pass {flag} 127.0.0.1:PORT"
+                );
+            }
+            // rumqttd logs a failed bind on its own thread and carries on, so
+            // check first that every address is free.
+            TcpListener::bind(addr).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot listen for MQTT on {addr}: {error}; \
+                     pass {flag} 127.0.0.1:PORT with a free port, or stop the other broker"
+                )
+            })?;
+        }
+
+        std::thread::Builder::new()
+            .name("mqtt-broker".into())
+            .spawn(move || {
+                let mut broker = rumqttd::Broker::new(config);
+                if let Err(error) = broker.start() {
+                    tracing::error!(%error, "embedded MQTT broker stopped");
+                }
+            })
+            .context("cannot start the broker thread")?;
+
+        wait_until_listening(addr)?;
+        Ok(Self { addr })
+    }
+
+    /// Returns the address of the first MQTT listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+fn wait_until_listening(addr: SocketAddr) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            bail!("embedded MQTT broker did not accept connections on {addr} within {READY_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_loopback_with_dynamic_filters() {
+        let table = load_config(None, None).unwrap();
+        let config: rumqttd::Config = table.try_into().unwrap();
+        let server = &config.v4.as_ref().unwrap()["1"];
+        assert!(server.listen.ip().is_loopback());
+        assert!(server.connections.dynamic_filters);
+    }
+
+    #[test]
+    fn overrides_merge_key_by_key() {
+        let overrides: toml::Table =
+            toml::from_str("[v4.1.connections]\nmax_inflight_count = 7").unwrap();
+        let mut table = load_config(None, Some(&overrides)).unwrap();
+        set_listen(&mut table, "127.0.0.1:1999".parse().unwrap()).unwrap();
+        let config: rumqttd::Config = table.try_into().unwrap();
+        let server = &config.v4.as_ref().unwrap()["1"];
+        assert_eq!(server.connections.max_inflight_count, 7);
+        assert!(server.connections.dynamic_filters);
+        assert_eq!(server.listen.port(), 1999);
+    }
+}

@@ -5,6 +5,7 @@
 //! NOTE: rumqttd 0.20 has no shutdown: its threads live until the process
 //! exits, and `Broker::start` blocks the thread it runs on.
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -130,7 +131,7 @@ impl EmbeddedBroker {
 fn wait_until_listening(addr: SocketAddr) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if mqtt_handshake(addr).is_ok() {
             return Ok(());
         }
         if started.elapsed() > READY_TIMEOUT {
@@ -138,6 +139,30 @@ fn wait_until_listening(addr: SocketAddr) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Connects as an MQTT 3.1.1 client, expects an accepting CONNACK, and
+/// disconnects. A bare TCP probe would make rumqttd log an error for the
+/// connection that closed before its CONNECT.
+fn mqtt_handshake(addr: SocketAddr) -> std::io::Result<()> {
+    const CLIENT_ID: &[u8] = b"floorwatch-ready-probe";
+    let mut connect = vec![0x10, 12 + CLIENT_ID.len() as u8];
+    // Protocol name "MQTT", level 4 (3.1.1), clean session, keep-alive 10 s.
+    connect.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 10]);
+    connect.extend_from_slice(&[0, CLIENT_ID.len() as u8]);
+    connect.extend_from_slice(CLIENT_ID);
+
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+    stream.write_all(&connect)?;
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack)?;
+    if connack[0] != 0x20 || connack[3] != 0 {
+        return Err(std::io::Error::other(format!(
+            "unexpected CONNACK {connack:02x?}"
+        )));
+    }
+    stream.write_all(&[0xE0, 0x00])
 }
 
 #[cfg(test)]

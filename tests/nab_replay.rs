@@ -79,6 +79,9 @@ async fn nab_replay_matches_failure_windows() {
     .await;
     let stats = pipeline.bridge.stats();
     assert_eq!(stats.readings_rejected, 0);
+    // After 2014-01-07 02:55 the file's clock goes back to 02:00: the eleven
+    // readings before 02:55 come later than a newer one.
+    assert_eq!(stats.out_of_order, 11, "{stats:?}");
     let tasks = pipeline.wait_for_tasks(EXPECTED_INCIDENTS).await;
     assert_eq!(tasks.len(), EXPECTED_INCIDENTS, "{tasks:#?}");
     assert_eq!(stats.incidents_opened as usize, EXPECTED_INCIDENTS);

@@ -64,6 +64,9 @@ async fn one_task_per_episode() {
     })
     .await;
     assert_eq!(cleared.len(), 2);
+    for task in &cleared {
+        assert_eq!(task["value"], 33.0, "the reading that opened the incident");
+    }
     pipeline.stop().await;
 }
 

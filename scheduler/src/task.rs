@@ -101,6 +101,8 @@ pub struct TaskState {
     pub condition_cleared: bool,
     pub resolved_at: Option<DateTime<Utc>>,
     pub last_event_seq: u64,
+    /// The reading that opened or last escalated the incident.
+    pub value: f64,
 }
 
 /// The mutable fields of a task after an event is applied.
@@ -160,6 +162,11 @@ pub fn plan_change(
         change: describe(event_type, data),
     };
     if event_type == EventType::IncidentResolved {
+        // The task keeps the reading that made it, not the one that cleared
+        // it: a cold-room task should not show the recovered temperature.
+        if let Some(state) = current {
+            effect.value = state.value;
+        }
         effect.condition_cleared = true;
         effect.resolved_at = Some(data.resolved_at.unwrap_or(timestamp));
         if !keep_open_on_resolve {
@@ -219,6 +226,7 @@ mod tests {
             condition_cleared: false,
             resolved_at: None,
             last_event_seq: seq,
+            value: 31.5,
         }
     }
 
@@ -277,6 +285,7 @@ mod tests {
         assert!(effect.condition_cleared);
         assert_eq!(effect.resolved_at, Some(resolved));
         assert_eq!(effect.status, TaskStatus::Open);
+        assert_eq!(effect.value, 31.5, "keeps the reading that opened the task");
     }
 
     #[test]
@@ -328,6 +337,7 @@ mod tests {
             condition_cleared: created.condition_cleared,
             resolved_at: created.resolved_at,
             last_event_seq: created.last_event_seq,
+            value: created.value,
         };
         let late = data(1, 31.0, Severity::Warning);
         let second = plan_change(

@@ -262,7 +262,7 @@ fn apply_incident(
 fn load_state(tx: &Transaction<'_>, incident_id: &str) -> Result<Option<TaskState>, StoreError> {
     let row = tx
         .query_row(
-            "SELECT id, status, condition_cleared, resolved_at, last_event_seq
+            "SELECT id, status, condition_cleared, resolved_at, last_event_seq, value
              FROM tasks WHERE incident_id = ?1",
             [incident_id],
             |row| {
@@ -271,11 +271,12 @@ fn load_state(tx: &Transaction<'_>, incident_id: &str) -> Result<Option<TaskStat
                 let cleared: bool = row.get(2)?;
                 let resolved_at: Option<String> = row.get(3)?;
                 let seq: i64 = row.get(4)?;
-                Ok((id, status, cleared, resolved_at, seq))
+                let value: f64 = row.get(5)?;
+                Ok((id, status, cleared, resolved_at, seq, value))
             },
         )
         .optional()?;
-    let Some((id, status, condition_cleared, resolved_at, seq)) = row else {
+    let Some((id, status, condition_cleared, resolved_at, seq, value)) = row else {
         return Ok(None);
     };
     let state = TaskState {
@@ -284,6 +285,7 @@ fn load_state(tx: &Transaction<'_>, incident_id: &str) -> Result<Option<TaskStat
         condition_cleared,
         resolved_at: parse_optional_time("tasks.resolved_at", resolved_at)?,
         last_event_seq: seq_from_sql(seq)?,
+        value,
     };
     Ok(Some(state))
 }

@@ -53,6 +53,51 @@ pub fn merge(base: &mut toml::Table, overlay: toml::Table) {
     }
 }
 
+/// Parses a merged table into rumqttd's configuration, rejecting keys that
+/// rumqttd would silently ignore (it does not deny unknown fields).
+pub fn parse_config(table: toml::Table) -> anyhow::Result<rumqttd::Config> {
+    let config: rumqttd::Config = table
+        .clone()
+        .try_into()
+        .context("invalid broker configuration (see broker.toml for the keys)")?;
+    let known =
+        toml::Value::try_from(&config).context("cannot serialize the broker configuration")?;
+    let mut unknown = Vec::new();
+    collect_unknown_keys(&table, &known, "", &mut unknown);
+    if let Some(key) = unknown.first() {
+        bail!(
+            "unknown broker setting `{key}`: check its spelling against broker.toml \
+             (rumqttd 0.20 keys)"
+        );
+    }
+    Ok(config)
+}
+
+/// Lists the key paths of `given` that `known` (the parsed configuration,
+/// serialized back) does not contain.
+fn collect_unknown_keys(
+    given: &toml::Table,
+    known: &toml::Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    for (key, value) in given {
+        let full = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        match known.get(key) {
+            None => out.push(full),
+            Some(known_value) => {
+                if let (toml::Value::Table(inner), true) = (value, known_value.is_table()) {
+                    collect_unknown_keys(inner, known_value, &full, out);
+                }
+            }
+        }
+    }
+}
+
 /// Sets the listen address of the first MQTT 3.1.1 server, `[v4.1]`.
 pub fn set_listen(table: &mut toml::Table, addr: SocketAddr) -> anyhow::Result<()> {
     let server = table
@@ -84,9 +129,7 @@ impl EmbeddedBroker {
     /// `flag` names the command-line flag that sets the address, for the
     /// error when the port is in use.
     pub fn start(table: toml::Table, flag: &str) -> anyhow::Result<Self> {
-        let config: rumqttd::Config = table
-            .try_into()
-            .context("invalid broker configuration (see broker.toml for the keys)")?;
+        let config = parse_config(table)?;
         let addrs = listen_addrs(&config);
         let Some(&addr) = addrs.first() else {
             bail!("broker configuration has no [v4.N] or [v5.N] server to listen on");
@@ -103,7 +146,7 @@ impl EmbeddedBroker {
             TcpListener::bind(addr).map_err(|error| {
                 anyhow::anyhow!(
                     "cannot listen for MQTT on {addr}: {error}; \
-                     pass {flag} 127.0.0.1:PORT with a free port, or stop the other broker"
+                     pass {flag} 127.0.0.1:PORT with a free port, or stop the program using it"
                 )
             })?;
         }
@@ -176,6 +219,23 @@ mod tests {
         let server = &config.v4.as_ref().unwrap()["1"];
         assert!(server.listen.ip().is_loopback());
         assert!(server.connections.dynamic_filters);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        for text in [
+            "bogus = 1",
+            "[router]\nmax_conections = 5",
+            "[v4.1.connections]\ndynamic_filter = true",
+        ] {
+            let overrides: toml::Table = toml::from_str(text).unwrap();
+            let table = load_config(None, Some(&overrides)).unwrap();
+            let error = parse_config(table).unwrap_err().to_string();
+            assert!(error.contains("unknown broker setting"), "{text}: {error}");
+        }
+        let defaults = load_config(None, None).unwrap();
+        let result = parse_config(defaults);
+        assert!(result.is_ok(), "{result:?}");
     }
 
     #[test]

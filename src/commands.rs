@@ -9,7 +9,6 @@ use floorwatch_bridge::BridgeConfig;
 use floorwatch_edge::{Publisher, PublisherConfig, ReplayOptions, SimulatedSensorConfig, Unit};
 use floorwatch_protocol::{BrokerUrl, Id};
 use floorwatch_scheduler::SchedulerConfig;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::read_toml;
@@ -141,7 +140,17 @@ pub async fn bridge(args: ConfigArg) -> anyhow::Result<()> {
     config.validate()?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(&shutdown);
-    floorwatch_bridge::run(config, shutdown).await?;
+    let bridge = floorwatch_bridge::start(config, shutdown.clone()).await?;
+    // Rules, health checks, overrides and reminders reload on SIGHUP and
+    // when the file changes; an invalid file is logged and ignored.
+    if let Some(path) = args.config {
+        let load = |path: &std::path::Path| {
+            read_toml::<BridgeConfig>(path).map_err(|error| format!("{error:#}"))
+        };
+        let watch = floorwatch_bridge::watch_config_file(path, load, bridge.reloader(), shutdown);
+        tokio::spawn(watch);
+    }
+    bridge.wait().await?;
     Ok(())
 }
 
@@ -166,51 +175,21 @@ pub async fn scheduler(args: ConfigArg) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Configuration of `floorwatch edge`.
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct EdgeConfig {
-    /// Broker address, such as `mqtt://127.0.0.1:1883`.
-    broker: String,
-    client_id: String,
-    topic_prefix: String,
-    username: Option<String>,
-    password: Option<String>,
-    sensors: Vec<SimulatedSensorConfig>,
-}
-
-impl Default for EdgeConfig {
-    fn default() -> Self {
-        Self {
-            broker: "mqtt://127.0.0.1:1883".into(),
-            client_id: "floorwatch-edge".into(),
-            topic_prefix: floorwatch_protocol::topic::DEFAULT_PREFIX.into(),
-            username: None,
-            password: None,
-            sensors: floorwatch_edge::default_simulated_sensors(),
-        }
-    }
-}
-
-/// Runs an edge agent with simulated sensors.
+/// Runs the edge agent: loads `edge.toml` (defaults, then `--config`, then
+/// `FLOORWATCH_EDGE_*` variables), samples its sensors into the on-disk
+/// outbox and sends the outbox to the broker until SIGINT or SIGTERM.
 pub async fn edge(args: ConfigArg) -> anyhow::Result<()> {
-    let config: EdgeConfig = match &args.config {
-        Some(path) => read_toml(path)?,
-        None => EdgeConfig::default(),
-    };
-    let broker: BrokerUrl = config.broker.parse().context("invalid `broker`")?;
-    floorwatch_edge::build_sensors(&config.sensors)?;
-    let publisher = Publisher::connect(PublisherConfig {
-        topic_prefix: config.topic_prefix,
-        username: config.username,
-        password: config.password,
-        ..PublisherConfig::new(broker, config.client_id)
-    })?;
+    let config = floorwatch_edge::EdgeConfig::load(args.config.as_deref(), utf8_env())?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(&shutdown);
-    floorwatch_edge::run_simulated(config.sensors, &publisher, shutdown).await?;
-    publisher.close(PUBLISH_FLUSH_TIMEOUT).await;
+    floorwatch_edge::run_agent(config, shutdown).await?;
     Ok(())
+}
+
+/// Returns the environment variables whose names and values are UTF-8.
+pub fn utf8_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
 }
 
 /// Replays a CSV file to a broker and prints a summary.
@@ -220,12 +199,19 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let publisher = Publisher::connect(PublisherConfig::new(args.broker.clone(), client_id))?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(&shutdown);
-    let summary = floorwatch_edge::replay(options, &publisher, shutdown).await?;
+    let summary = floorwatch_edge::replay(options, &publisher, shutdown.clone()).await?;
     publisher.close(PUBLISH_FLUSH_TIMEOUT).await;
     println!(
         "replayed {} of {} rows to {} ({} acknowledged, {} invalid lines skipped)",
         summary.published, summary.rows, args.broker, summary.acked, summary.skipped
     );
+    if shutdown.is_cancelled() {
+        anyhow::bail!(
+            "replay interrupted after {} of {} rows",
+            summary.published,
+            summary.rows
+        );
+    }
     Ok(())
 }
 

@@ -51,14 +51,12 @@ impl UpConfig {
         scheduler.validate().context("in [scheduler]")?;
         floorwatch_edge::build_sensors(&self.sensors)?;
         let broker = crate::broker::load_config(None, self.broker.as_ref())?;
-        let _: rumqttd::Config = broker
-            .try_into()
-            .context("in [broker]: invalid rumqttd setting (see broker.toml for the keys)")?;
+        crate::broker::parse_config(broker).context("in [broker]")?;
         Ok(())
     }
 }
 
-/// Validates `path` as a combined, bridge, scheduler or broker file,
+/// Validates `path` as a combined, bridge, scheduler, broker or edge file,
 /// according to `kind`.
 pub fn check(path: &Path, kind: ConfigKind) -> anyhow::Result<()> {
     match kind {
@@ -71,10 +69,13 @@ pub fn check(path: &Path, kind: ConfigKind) -> anyhow::Result<()> {
             let config: SchedulerConfig = read_toml(path)?;
             Ok(config.validate()?)
         }
+        ConfigKind::Edge => {
+            floorwatch_edge::EdgeConfig::load(Some(path), crate::commands::utf8_env())?;
+            Ok(())
+        }
         ConfigKind::Broker => {
             let table = crate::broker::load_config(Some(path), None)?;
-            let _: rumqttd::Config = table
-                .try_into()
+            crate::broker::parse_config(table)
                 .with_context(|| format!("invalid broker config {}", path.display()))?;
             Ok(())
         }
@@ -89,4 +90,7 @@ pub enum ConfigKind {
     Bridge,
     Scheduler,
     Broker,
+    /// An `edge.toml` for `floorwatch edge`; `FLOORWATCH_EDGE_*` variables
+    /// apply as they would when the agent starts.
+    Edge,
 }

@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod commands;
 pub mod config;
+pub mod loadgen;
 pub mod logging;
 pub mod secret;
 pub mod up;

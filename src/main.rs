@@ -26,7 +26,7 @@ enum Command {
     Up(up::UpArgs),
     /// Run the embedded MQTT broker alone.
     Broker(commands::ConfigArg),
-    /// Run an edge agent publishing simulated sensors.
+    /// Run the edge agent: sensors, on-disk outbox, MQTT publishing.
     Edge(commands::ConfigArg),
     /// Run the bridge: rules, incidents and webhook delivery.
     Bridge(commands::ConfigArg),
@@ -34,6 +34,8 @@ enum Command {
     Scheduler(commands::ConfigArg),
     /// Replay a CSV file of readings to an MQTT broker as one sensor.
     Replay(commands::ReplayArgs),
+    /// Publish synthetic readings at a fixed rate and measure the pipeline.
+    Loadgen(floorwatch::loadgen::LoadgenArgs),
     /// Validate or print configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -97,6 +99,7 @@ async fn run_async(command: Command) -> anyhow::Result<()> {
         Command::Bridge(args) => commands::bridge(args).await,
         Command::Scheduler(args) => commands::scheduler(args).await,
         Command::Replay(args) => commands::replay(args).await,
+        Command::Loadgen(args) => floorwatch::loadgen::command(args).await,
         Command::Broker(_) | Command::Config(_) | Command::Keys(_) => {
             unreachable!("handled without a runtime")
         }

@@ -95,6 +95,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     cancel_on_signal(&shutdown);
 
     let scheduler_config = scheduler_config(config.scheduler, &args.data_dir, &secret);
+    let scheduler_db = scheduler_config.database.clone();
     let scheduler =
         floorwatch_scheduler::start(scheduler_config, http, shutdown.child_token()).await?;
 
@@ -105,7 +106,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         http_addr,
         &secret,
     );
+    let bridge_db = bridge_config.database.clone();
     let bridge = floorwatch_bridge::start(bridge_config, shutdown.child_token()).await?;
+    watch_bridge_rules(&args, &bridge, (&broker_url, http_addr, &secret), &shutdown);
     wait_for_subscription(&bridge).await;
 
     let sensors = sensors(&args, config.sensors);
@@ -118,7 +121,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  operator page  http://{http_addr}/");
     println!("  tasks API      http://{http_addr}/api/v1/tasks");
     println!("  MQTT broker    {broker_url}  (readings: floorwatch/SITE/SENSOR/reading)");
-    println!("  data           {}", args.data_dir.display());
+    println!(
+        "  data           {}",
+        data_summary(&args.data_dir, &bridge_db, &scheduler_db)
+    );
     println!("Press Ctrl-C to stop.");
 
     let source = run_source(&args, sensors, &publisher, shutdown.clone());
@@ -141,6 +147,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stats.deliveries_succeeded
     );
     Ok(())
+}
+
+/// Describes where the data lives: the data directory, or the database
+/// paths when the config file moved them elsewhere.
+fn data_summary(data_dir: &Path, bridge_db: &Path, scheduler_db: &Path) -> String {
+    if bridge_db.starts_with(data_dir) && scheduler_db.starts_with(data_dir) {
+        data_dir.display().to_string()
+    } else {
+        format!(
+            "{} (bridge {}, scheduler {})",
+            data_dir.display(),
+            bridge_db.display(),
+            scheduler_db.display()
+        )
+    }
 }
 
 /// Publishes the replay or the simulated sensors. A finished replay leaves
@@ -221,6 +242,36 @@ pub fn bridge_config(
     endpoint.allow_private = true;
     config.endpoints.insert(0, endpoint);
     config
+}
+
+/// Reloads the bridge's rules from the `--config` file on SIGHUP and when
+/// the file changes, when a file was given. `targets` are the broker, the
+/// scheduler address and the secret that `bridge_config` fills in, so the
+/// reloaded config matches the running one outside the rule settings.
+fn watch_bridge_rules(
+    args: &UpArgs,
+    bridge: &floorwatch_bridge::BridgeHandle,
+    targets: (&BrokerUrl, SocketAddr, &Secret),
+    shutdown: &CancellationToken,
+) {
+    let Some(path) = args.config.clone() else {
+        return;
+    };
+    let (broker, scheduler, secret) = (targets.0.clone(), targets.1, targets.2.clone());
+    let data_dir = args.data_dir.clone();
+    let load = move |path: &Path| {
+        let config = UpConfig::load(path).map_err(|error| format!("{error:#}"))?;
+        Ok(bridge_config(
+            config.bridge,
+            &data_dir,
+            &broker,
+            scheduler,
+            &secret,
+        ))
+    };
+    let watch =
+        floorwatch_bridge::watch_config_file(path, load, bridge.reloader(), shutdown.child_token());
+    tokio::spawn(watch);
 }
 
 /// Waits until the bridge's reading subscription is acknowledged, so that the

@@ -1,19 +1,26 @@
 //! The ingest task: collects queued payloads into batches, runs each batch
 //! through the pipeline on a blocking thread, then acknowledges the MQTT
 //! messages, publishes rejection reports and incident state, and wakes the
-//! delivery workers.
+//! delivery workers. The same task runs the timer tick every second and
+//! applies config reloads, so the processor has a single owner.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::Utc;
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::{Inbound, Processor, Publication};
+use crate::config::BridgeConfig;
+use crate::pipeline::{BatchResult, Inbound, Processor, Publication};
 use crate::BridgeError;
 
 /// Largest number of payloads committed in one transaction.
 pub const MAX_BATCH: usize = 512;
+
+/// Time between two timer ticks (silence and reminders).
+const TICK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A payload queued for ingest, with what to do once it is committed.
 #[derive(Debug)]
@@ -25,19 +32,60 @@ pub struct Queued {
     pub done: Option<oneshot::Sender<()>>,
 }
 
-/// Runs batches until `cancel` fires or every sender is dropped. The batch
-/// in progress when `cancel` fires is finished and committed.
-pub async fn run(
-    mut queue_rx: mpsc::Receiver<Queued>,
-    mut processor: Processor,
-    client: AsyncClient,
-    wakers: Vec<Arc<Notify>>,
-    cancel: CancellationToken,
-) -> Result<(), BridgeError> {
+/// A request to the ingest task other than a payload.
+#[derive(Debug)]
+pub enum Control {
+    /// Apply the rule settings of a validated config.
+    Reload {
+        config: Box<BridgeConfig>,
+        done: oneshot::Sender<Result<(), BridgeError>>,
+    },
+}
+
+/// Everything the ingest task owns.
+pub struct Ingest {
+    pub queue_rx: mpsc::Receiver<Queued>,
+    pub control_rx: mpsc::Receiver<Control>,
+    pub processor: Processor,
+    pub client: AsyncClient,
+    pub wakers: Vec<Arc<Notify>>,
+}
+
+/// Runs batches, timer ticks and reloads until `cancel` fires or every
+/// sender is dropped. The batch in progress when `cancel` fires is finished
+/// and committed.
+pub async fn run(ingest: Ingest, cancel: CancellationToken) -> Result<(), BridgeError> {
+    let Ingest {
+        mut queue_rx,
+        mut control_rx,
+        mut processor,
+        client,
+        wakers,
+    } = ingest;
+    let mut ticker = tokio::time::interval(TICK_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             biased;
             () = cancel.cancelled() => break,
+            Some(control) = control_rx.recv() => {
+                let Control::Reload { config, done } = control;
+                let (returned, result) =
+                    blocking(processor, move |p| p.reload(&config, Utc::now())).await?;
+                processor = returned;
+                let result = result.map_err(BridgeError::from);
+                if let Ok(batch) = &result {
+                    finish(&client, &wakers, batch.clone());
+                }
+                let _ = done.send(result.map(drop));
+                continue;
+            }
+            _ = ticker.tick() => {
+                let (returned, result) = blocking(processor, |p| p.tick(Utc::now())).await?;
+                processor = returned;
+                finish(&client, &wakers, result?);
+                continue;
+            }
             queued = queue_rx.recv() => match queued {
                 Some(queued) => queued,
                 None => break,
@@ -52,37 +100,54 @@ pub async fn run(
         }
 
         let inbound: Vec<Inbound> = batch.iter().map(|queued| queued.inbound.clone()).collect();
-        let (returned, result) = tokio::task::spawn_blocking(move || {
-            let result = processor.process(&inbound);
-            (processor, result)
-        })
-        .await
-        .map_err(|error| BridgeError::Task(format!("ingest batch: {error}")))?;
+        let (returned, result) = blocking(processor, move |p| p.process(&inbound)).await?;
         processor = returned;
-        let result = result?;
-
-        for publication in result.publications {
-            publish(&client, publication);
-        }
-        if result.outbox_rows > 0 {
-            wakers.iter().for_each(|waker| waker.notify_one());
-        }
-        for queued in batch {
-            if let Some(message) = &queued.ack {
-                // An ack that cannot be queued leaves the message with the
-                // broker, which delivers it again after a reconnect; the
-                // sequence check drops the repeat.
-                if let Err(error) = client.ack(message).await {
-                    tracing::warn!(%error, "could not queue an MQTT acknowledgement");
-                }
-            }
-            if let Some(done) = queued.done {
-                let _ = done.send(());
-            }
-        }
+        finish(&client, &wakers, result?);
+        acknowledge(&client, batch).await;
     }
     tracing::info!("ingest stopped");
     Ok(())
+}
+
+/// Runs `work` on a blocking thread and hands the processor back.
+async fn blocking<T: Send + 'static>(
+    mut processor: Processor,
+    work: impl FnOnce(&mut Processor) -> T + Send + 'static,
+) -> Result<(Processor, T), BridgeError> {
+    tokio::task::spawn_blocking(move || {
+        let result = work(&mut processor);
+        (processor, result)
+    })
+    .await
+    .map_err(|error| BridgeError::Task(format!("ingest batch: {error}")))
+}
+
+/// Publishes what a committed batch produced and wakes the delivery workers.
+fn finish(client: &AsyncClient, wakers: &[Arc<Notify>], result: BatchResult) {
+    for publication in result.publications {
+        publish(client, publication);
+    }
+    if result.outbox_rows > 0 {
+        wakers.iter().for_each(|waker| waker.notify_one());
+    }
+}
+
+/// Acknowledges the MQTT messages of a committed batch and signals waiting
+/// callers.
+async fn acknowledge(client: &AsyncClient, batch: Vec<Queued>) {
+    for queued in batch {
+        if let Some(message) = &queued.ack {
+            // An ack that cannot be queued leaves the message with the
+            // broker, which delivers it again after a reconnect; the
+            // sequence check drops the repeat.
+            if let Err(error) = client.ack(message).await {
+                tracing::warn!(%error, "could not queue an MQTT acknowledgement");
+            }
+        }
+        if let Some(done) = queued.done {
+            let _ = done.send(());
+        }
+    }
 }
 
 /// Queues an MQTT publication without waiting; a full request queue (the

@@ -8,9 +8,14 @@
 pub mod config;
 pub mod delivery;
 pub mod guard;
+pub mod health;
+pub mod http;
 mod ingest;
 pub mod mqtt;
+pub mod mutes;
 pub mod pipeline;
+pub mod profile;
+pub mod reload;
 pub mod retry;
 pub mod rules;
 pub mod sensor;
@@ -28,8 +33,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    BridgeConfig, ConfigError, DeliverySettings, EndpointConfig, MqttSettings, RuleConfig,
+    BridgeConfig, ConfigError, DeliverySettings, EndpointConfig, HealthSettings, HttpSettings,
+    MqttSettings, OverrideConfig, ReminderSettings, RuleConfig, RuleKind,
 };
+pub use reload::{watch_config_file, Reloader};
 pub use stats::StatsSnapshot;
 pub use store::{Store, StoreError};
 
@@ -56,6 +63,11 @@ pub enum BridgeError {
     Store(#[from] StoreError),
     #[error("cannot set up webhook endpoint {url}: {detail}")]
     Endpoint { url: String, detail: String },
+    #[error("HTTP ingest on {addr} failed: {detail} (set bridge.http.listen to a free address)")]
+    Http {
+        addr: std::net::SocketAddr,
+        detail: String,
+    },
     #[error("a bridge task failed: {0}")]
     Task(String),
     #[error("the bridge has stopped: the payload was not processed")]
@@ -66,10 +78,28 @@ pub enum BridgeError {
 pub struct BridgeHandle {
     stats: Arc<Stats>,
     queue_tx: mpsc::Sender<Queued>,
+    reloader: Reloader,
+    http_addr: Option<std::net::SocketAddr>,
     tasks: Vec<JoinHandle<Result<(), BridgeError>>>,
 }
 
 impl BridgeHandle {
+    /// Validates `config` and applies its rules, health checks, overrides
+    /// and reminders; see [`Reloader::reload`].
+    pub async fn reload(&self, config: BridgeConfig) -> Result<(), BridgeError> {
+        self.reloader.reload(config).await
+    }
+
+    /// Returns the bound address of HTTP ingest, when it is enabled.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr
+    }
+
+    /// Returns a handle that reloads the config from another task.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// Returns a copy of the counters.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
@@ -157,6 +187,12 @@ pub async fn start(
     let (client, eventloop) =
         AsyncClient::new(mqtt::options(&config.mqtt, &broker), REQUEST_CAPACITY);
     let (queue_tx, queue_rx) = mpsc::channel(QUEUE_CAPACITY);
+    let (control_tx, control_rx) = mpsc::channel(4);
+    let reloader = Reloader {
+        control_tx,
+        current: Arc::new(Mutex::new(config.clone())),
+        stats: Arc::clone(&stats),
+    };
 
     let cancel = shutdown.child_token();
     let mqtt_loop = MqttLoop {
@@ -167,11 +203,29 @@ pub async fn start(
         stats: Arc::clone(&stats),
         retained,
     };
-    let ingest = ingest::run(queue_rx, processor, client, wakers, cancel.clone());
-    let tasks = spawn_tasks(&cancel, ingest, mqtt_loop, workers);
+    let ingest = ingest::Ingest {
+        queue_rx,
+        control_rx,
+        processor,
+        client,
+        wakers,
+    };
+    let ingest = ingest::run(ingest, cancel.clone());
+    // Bound before any task starts, so a taken port stops nothing running.
+    let http = match config.http.enabled {
+        true => Some(http::start(&config.http, queue_tx.clone(), cancel.clone()).await?),
+        false => None,
+    };
+    let mut tasks = spawn_tasks(&cancel, ingest, mqtt_loop, workers);
+    let http_addr = http.map(|(addr, serve)| {
+        tasks.push(spawn_task(&cancel, serve));
+        addr
+    });
     Ok(BridgeHandle {
         stats,
         queue_tx,
+        reloader,
+        http_addr,
         tasks,
     })
 }

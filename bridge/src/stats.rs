@@ -21,7 +21,23 @@ pub struct StatsSnapshot {
     /// Readings older than the sensor's newest one, not evaluated.
     pub out_of_order: u64,
     pub incidents_opened: u64,
+    /// `incident.updated` events: severity changes and reminders.
+    pub incidents_updated: u64,
     pub incidents_resolved: u64,
+    /// `sensor.silent` events.
+    pub sensors_silent: u64,
+    /// `sensor.fault` events.
+    pub sensor_faults: u64,
+    /// `sensor.silent.cleared` and `sensor.fault.cleared` events.
+    pub sensor_events_cleared: u64,
+    /// Incident events held by a silence or maintenance window.
+    pub events_held: u64,
+    /// Held events sent when their mute ended.
+    pub events_released: u64,
+    /// Configuration reloads applied.
+    pub config_reloads: u64,
+    /// Configuration files the watcher could not load or validate.
+    pub config_reloads_rejected: u64,
     /// Events committed to the outbox (one per event, not per endpoint).
     pub events_written: u64,
     pub deliveries_succeeded: u64,
@@ -46,7 +62,15 @@ pub struct Stats {
     pub duplicates: AtomicU64,
     pub out_of_order: AtomicU64,
     pub incidents_opened: AtomicU64,
+    pub incidents_updated: AtomicU64,
     pub incidents_resolved: AtomicU64,
+    pub sensors_silent: AtomicU64,
+    pub sensor_faults: AtomicU64,
+    pub sensor_events_cleared: AtomicU64,
+    pub events_held: AtomicU64,
+    pub events_released: AtomicU64,
+    pub config_reloads: AtomicU64,
+    pub config_reloads_rejected: AtomicU64,
     pub events_written: AtomicU64,
     pub deliveries_succeeded: AtomicU64,
     pub delivery_attempts_failed: AtomicU64,
@@ -96,7 +120,15 @@ impl Stats {
             duplicates: load(&self.duplicates),
             out_of_order: load(&self.out_of_order),
             incidents_opened: load(&self.incidents_opened),
+            incidents_updated: load(&self.incidents_updated),
             incidents_resolved: load(&self.incidents_resolved),
+            sensors_silent: load(&self.sensors_silent),
+            sensor_faults: load(&self.sensor_faults),
+            sensor_events_cleared: load(&self.sensor_events_cleared),
+            events_held: load(&self.events_held),
+            events_released: load(&self.events_released),
+            config_reloads: load(&self.config_reloads),
+            config_reloads_rejected: load(&self.config_reloads_rejected),
             events_written: load(&self.events_written),
             deliveries_succeeded: load(&self.deliveries_succeeded),
             delivery_attempts_failed: load(&self.delivery_attempts_failed),

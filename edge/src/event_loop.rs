@@ -9,23 +9,47 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rumqttc::{ConnAck, Event, EventLoop, Outgoing, Packet, Request};
+use rumqttc::{AsyncClient, ConnAck, Event, EventLoop, Outgoing, Packet, QoS, Request};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::reconnect_delay;
+use crate::options::STATUS_ONLINE;
 use crate::publisher::Shared;
 use crate::tracker::Sent;
+
+/// Publishes the retained agent status.
+#[derive(Clone)]
+pub(crate) struct StatusPublisher {
+    pub client: AsyncClient,
+    pub topic: String,
+}
+
+impl StatusPublisher {
+    /// Queues `status` as a retained QoS 0 message. QoS 0 keeps status
+    /// messages out of the PubAck tracker; a lost `online` is followed by
+    /// the `offline` will and a new `online` on the next connection.
+    pub fn publish(&self, status: &'static str) {
+        let queued = self
+            .client
+            .try_publish(&self.topic, QoS::AtMostOnce, true, status);
+        if let Err(error) = queued {
+            tracing::warn!(topic = %self.topic, status, %error, "failed to queue the agent status");
+        }
+    }
+}
 
 /// Polls `eventloop` until the publisher disconnects or `stop` is cancelled.
 pub(crate) async fn run(
     mut eventloop: EventLoop,
     shared: Arc<Shared>,
     broker: String,
+    status: Option<StatusPublisher>,
     stop: CancellationToken,
 ) {
     let mut driver = Driver {
         shared,
         broker,
+        status,
         failures: 0,
         stash: VecDeque::new(),
         rng: StdRng::from_entropy(),
@@ -39,6 +63,7 @@ pub(crate) async fn run(
         let event = match polled {
             Ok(event) => event,
             Err(error) => {
+                driver.shared.set_connected(false);
                 driver.stash_pending(&mut eventloop);
                 let delay = driver.next_delay(&error);
                 tokio::select! {
@@ -65,6 +90,7 @@ pub(crate) async fn run(
 struct Driver {
     shared: Arc<Shared>,
     broker: String,
+    status: Option<StatusPublisher>,
     /// Consecutive failed polls since the last ConnAck.
     failures: u32,
     /// Requests rumqttc kept from the broken connection, held back until the
@@ -87,6 +113,14 @@ impl Driver {
         self.failures = self.failures.saturating_add(1);
         let delay = reconnect_delay(self.failures, self.rng.gen_range(-1.0..=1.0));
         let unacknowledged = self.shared.update(|tracker| tracker.outstanding());
+        if let rumqttc::ConnectionError::ConnectionRefused(code) = error {
+            tracing::error!(
+                broker = %self.broker,
+                attempt = self.failures,
+                ?code,
+                "MQTT broker rejected the connection: check the username, password and client id"
+            );
+        }
         tracing::warn!(
             broker = %self.broker,
             attempt = self.failures,
@@ -100,6 +134,7 @@ impl Driver {
 
     fn on_connack(&mut self, eventloop: &mut EventLoop, connack: &ConnAck) {
         self.failures = 0;
+        self.shared.set_connected(true);
         let mut resent = 0;
         if !connack.session_present {
             resent = self
@@ -124,6 +159,9 @@ impl Driver {
             pending = eventloop.pending.len(),
             "connected to MQTT broker"
         );
+        if let Some(status) = &self.status {
+            status.publish(STATUS_ONLINE);
+        }
     }
 
     fn on_sent(&mut self, pkid: u16) {
@@ -136,6 +174,7 @@ impl Driver {
         match self.shared.update(|tracker| tracker.on_acked(pkid)) {
             Some(item) => {
                 self.shared.permits.add_permits(1);
+                self.shared.report_acked(&item);
                 tracing::trace!(topic = %item.topic, seq = item.seq, pkid, "reading acknowledged");
             }
             None => {

@@ -6,20 +6,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use floorwatch_protocol::{topic::DEFAULT_PREFIX, BrokerUrl, Reading, Topics};
-use rumqttc::{AsyncClient, MqttOptions, QoS, Transport};
-use tokio::sync::{watch, Semaphore};
+use rumqttc::{AsyncClient, QoS};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::event_loop;
+use crate::event_loop::{self, StatusPublisher};
+use crate::options::{mqtt_options, TlsFiles, STATUS_OFFLINE};
+use crate::outbox::OutboxEntry;
 use crate::tracker::{Outstanding, Tracker};
 
 /// Default number of readings that may wait for their PubAck at once.
 pub const DEFAULT_MAX_INFLIGHT: u16 = 100;
-
-/// Keep-alive interval sent to the broker.
-const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// Connection settings of a [`Publisher`].
 #[derive(Clone)]
@@ -40,6 +39,12 @@ pub struct PublisherConfig {
     /// Readings that may be unacknowledged at once. `publish` waits while
     /// this many are outstanding.
     pub max_inflight: u16,
+    /// Retained agent status topic. When set, the publisher sets a retained
+    /// `offline` last will on it, publishes a retained `online` after every
+    /// ConnAck and a retained `offline` when closed.
+    pub status_topic: Option<String>,
+    /// TLS files, used when the broker URL is `mqtts://`.
+    pub tls: TlsFiles,
 }
 
 impl PublisherConfig {
@@ -53,6 +58,8 @@ impl PublisherConfig {
             username: None,
             password: None,
             max_inflight: DEFAULT_MAX_INFLIGHT,
+            status_topic: None,
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -66,6 +73,8 @@ impl fmt::Debug for PublisherConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("max_inflight", &self.max_inflight)
+            .field("status_topic", &self.status_topic)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -73,6 +82,13 @@ impl fmt::Debug for PublisherConfig {
 /// Error in starting the publisher, publishing or confirming readings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
+    #[error("TLS file {path} is invalid: {reason}: set a readable PEM file in the TLS settings")]
+    TlsFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("TLS client_cert and client_key must be set together: set both or neither")]
+    TlsClientAuthIncomplete,
     #[error("MQTT client id is empty: set a client id that stays the same across restarts")]
     EmptyClientId,
     #[error("max_inflight is 0: allow at least 1 unacknowledged reading")]
@@ -103,6 +119,8 @@ pub(crate) struct Progress {
     pub acked: u64,
     /// True once the event loop has stopped, so no more PubAcks will arrive.
     pub stopped: bool,
+    /// True between a ConnAck and the next connection failure.
+    pub connected: bool,
 }
 
 /// State shared by the publisher handles and the event loop task.
@@ -112,14 +130,26 @@ pub(crate) struct Shared {
     /// One permit per reading that may still be sent. A permit returns on
     /// the reading's PubAck.
     pub permits: Semaphore,
+    /// Receives the outbox row id of every acknowledged outbox reading.
+    acked_tx: Option<mpsc::UnboundedSender<i64>>,
 }
 
 impl Shared {
-    fn new(max_inflight: u16) -> Self {
+    fn new(max_inflight: u16, acked_tx: Option<mpsc::UnboundedSender<i64>>) -> Self {
         Self {
             tracker: Mutex::new(Tracker::default()),
             progress: watch::Sender::new(Progress::default()),
             permits: Semaphore::new(usize::from(max_inflight)),
+            acked_tx,
+        }
+    }
+
+    /// Reports an acknowledged outbox row to the agent, which deletes it.
+    pub fn report_acked(&self, item: &Outstanding) {
+        if let (Some(id), Some(acked_tx)) = (item.outbox_id, &self.acked_tx) {
+            // A closed receiver means the agent is gone; the row stays in
+            // the outbox and is sent again after the next start.
+            let _ = acked_tx.send(id);
         }
     }
 
@@ -137,11 +167,20 @@ impl Shared {
         result
     }
 
+    /// Records whether the connection is up.
+    pub fn set_connected(&self, connected: bool) {
+        self.progress.send_if_modified(|progress| {
+            std::mem::replace(&mut progress.connected, connected) != connected
+        });
+    }
+
     /// Marks the event loop as stopped and wakes every waiting publisher.
     pub fn stop(&self) {
         self.permits.close();
-        self.progress
-            .send_modify(|progress| progress.stopped = true);
+        self.progress.send_modify(|progress| {
+            progress.stopped = true;
+            progress.connected = false;
+        });
     }
 }
 
@@ -156,18 +195,31 @@ pub(crate) struct PublisherHandle {
 
 impl PublisherHandle {
     pub async fn publish(&self, reading: &Reading) -> Result<(), PublishError> {
-        let Ok(permit) = self.shared.permits.acquire().await else {
-            return Err(self.closed());
-        };
         let topic = self.topics.reading(&reading.site, &reading.sensor);
         let item = Outstanding {
             topic: topic.clone(),
             seq: reading.seq,
+            outbox_id: None,
         };
+        self.send(item, reading.to_json()).await
+    }
 
-        // TODO: append the reading to a disk outbox here and delete it on its
-        // PubAck, so that unacknowledged readings survive a restart of the
-        // process and not only a reconnect.
+    /// Publishes a stored outbox reading; its row id is reported on the
+    /// acknowledgement channel when its PubAck arrives.
+    pub async fn publish_entry(&self, entry: &OutboxEntry) -> Result<(), PublishError> {
+        let item = Outstanding {
+            topic: entry.topic.clone(),
+            seq: None,
+            outbox_id: Some(entry.id),
+        };
+        self.send(item, entry.payload.clone()).await
+    }
+
+    async fn send(&self, item: Outstanding, payload: Vec<u8>) -> Result<(), PublishError> {
+        let Ok(permit) = self.shared.permits.acquire().await else {
+            return Err(self.closed());
+        };
+        let topic = item.topic.clone();
 
         // Queue in the tracker and in the channel under one lock, so that
         // both see concurrent publishers in the same order. The channel
@@ -177,7 +229,7 @@ impl PublisherHandle {
             tracker.queue(item);
             let sent = self
                 .client
-                .try_publish(topic, QoS::AtLeastOnce, false, reading.to_json());
+                .try_publish(topic, QoS::AtLeastOnce, false, payload);
             if sent.is_err() {
                 tracker.unqueue_last();
             }
@@ -194,6 +246,16 @@ impl PublisherHandle {
 
     pub fn acked(&self) -> u64 {
         self.shared.progress.borrow().acked
+    }
+
+    /// Waits until the broker has accepted the connection, or the event loop
+    /// has stopped.
+    pub async fn wait_connected(&self) {
+        let mut progress_rx = self.shared.progress.subscribe();
+        // `shared` owns the sender, so the channel cannot close here.
+        let _ = progress_rx
+            .wait_for(|progress| progress.connected || progress.stopped)
+            .await;
     }
 
     pub async fn flush(&self, deadline: Duration) -> Result<(), PublishError> {
@@ -230,11 +292,13 @@ impl PublisherHandle {
 /// after a reconnect. When the broker has lost the session, the task sends
 /// them again as new messages, so a subscriber may see a reading twice.
 ///
-/// NOTE: unacknowledged readings live only in memory. They are lost when the
-/// process stops, and `publish` waits while the broker is unreachable and
-/// `max_inflight` readings are outstanding.
+/// NOTE: readings passed to `publish` live only in memory. They are lost
+/// when the process stops, and `publish` waits while the broker is
+/// unreachable and `max_inflight` readings are outstanding. The edge agent
+/// ([`crate::Agent`]) puts an on-disk outbox in front of the publisher.
 pub struct Publisher {
     handle: PublisherHandle,
+    status: Option<StatusPublisher>,
     task: JoinHandle<()>,
     /// Stops the event loop task when the publisher is dropped.
     stop: DropGuard,
@@ -245,21 +309,35 @@ impl Publisher {
     /// runtime. The connection is made in the background, and readings
     /// published before it is up wait in the queue.
     pub fn connect(config: PublisherConfig) -> Result<Publisher, PublishError> {
+        Self::connect_with_acks(config, None)
+    }
+
+    /// Like [`Publisher::connect`], and sends the outbox row id of every
+    /// acknowledged [`PublisherHandle::publish_entry`] reading to `acked_tx`.
+    pub(crate) fn connect_with_acks(
+        config: PublisherConfig,
+        acked_tx: Option<mpsc::UnboundedSender<i64>>,
+    ) -> Result<Publisher, PublishError> {
         let options = mqtt_options(&config)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| PublishError::NoRuntime)?;
 
-        // One slot more than the permits leaves room for the DISCONNECT
-        // request that `close` sends.
-        let capacity = usize::from(config.max_inflight) + 1;
+        // Slots beyond the permits leave room for the DISCONNECT request and
+        // the status messages, which take no permit.
+        let capacity = usize::from(config.max_inflight) + 3;
         let (client, eventloop) = AsyncClient::new(options, capacity);
-        let shared = Arc::new(Shared::new(config.max_inflight));
+        let shared = Arc::new(Shared::new(config.max_inflight, acked_tx));
         let broker = config.broker.to_string();
         let stop = CancellationToken::new();
+        let status = config.status_topic.clone().map(|topic| StatusPublisher {
+            client: client.clone(),
+            topic,
+        });
 
         let task = runtime.spawn(event_loop::run(
             eventloop,
             Arc::clone(&shared),
             broker.clone(),
+            status.clone(),
             stop.clone(),
         ));
         let handle = PublisherHandle {
@@ -270,6 +348,7 @@ impl Publisher {
         };
         Ok(Publisher {
             handle,
+            status,
             task,
             stop: stop.drop_guard(),
         })
@@ -306,11 +385,18 @@ impl Publisher {
 
         let Publisher {
             handle,
+            status,
             mut task,
             stop,
         } = self;
+        // Without a connection the event loop would not take the DISCONNECT
+        // before the deadline, so the task is stopped at once.
+        let connected = handle.shared.progress.borrow().connected;
+        if let (true, Some(status)) = (connected, &status) {
+            status.publish(STATUS_OFFLINE);
+        }
         let mut joined = None;
-        if handle.client.try_disconnect().is_ok() {
+        if connected && handle.client.try_disconnect().is_ok() {
             let remaining = deadline.saturating_sub(started.elapsed());
             joined = timeout(remaining, &mut task).await.ok();
         }
@@ -329,109 +415,19 @@ impl Publisher {
     }
 }
 
-/// Builds the rumqttc options for MQTT 3.1.1 with a persistent session.
-fn mqtt_options(config: &PublisherConfig) -> Result<MqttOptions, PublishError> {
-    if config.client_id.is_empty() {
-        return Err(PublishError::EmptyClientId);
-    }
-    if config.max_inflight == 0 {
-        return Err(PublishError::ZeroInflight);
-    }
-    let prefix = config.topic_prefix.trim_end_matches('/');
-    if prefix.is_empty() || prefix.contains(['+', '#']) {
-        return Err(PublishError::InvalidTopicPrefix {
-            prefix: config.topic_prefix.clone(),
-        });
-    }
-
-    let broker = &config.broker;
-    let mut options = MqttOptions::new(&config.client_id, &broker.host, broker.port);
-    options
-        .set_keep_alive(KEEP_ALIVE)
-        .set_clean_session(false)
-        .set_inflight(config.max_inflight);
-    if let Some(username) = &config.username {
-        let password = config.password.clone().unwrap_or_default();
-        options.set_credentials(username, password);
-    }
-    if broker.tls {
-        // NOTE: rumqttc 0.25 panics here when the platform's root
-        // certificates cannot be loaded.
-        options.set_transport(Transport::tls_with_default_config());
-    }
-    Ok(options)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config() -> PublisherConfig {
-        PublisherConfig::new("mqtt://127.0.0.1:1883".parse().unwrap(), "edge-1")
-    }
-
-    #[test]
-    fn options_resume_session_and_limit_inflight() {
-        let options = mqtt_options(&PublisherConfig {
-            max_inflight: 7,
-            ..config()
-        })
-        .unwrap();
-        assert!(!options.clean_session());
-        assert_eq!(options.inflight(), 7);
-        assert_eq!(options.client_id(), "edge-1");
-        assert_eq!(options.broker_address(), ("127.0.0.1".to_owned(), 1883));
-    }
-
-    #[test]
-    fn options_reject_invalid_config() {
-        let empty_id = PublisherConfig {
-            client_id: String::new(),
-            ..config()
-        };
-        assert_eq!(
-            mqtt_options(&empty_id).unwrap_err(),
-            PublishError::EmptyClientId
-        );
-
-        let zero = PublisherConfig {
-            max_inflight: 0,
-            ..config()
-        };
-        assert_eq!(mqtt_options(&zero).unwrap_err(), PublishError::ZeroInflight);
-
-        for prefix in ["", "/", "plant/#", "a/+/b"] {
-            let bad = PublisherConfig {
-                topic_prefix: prefix.into(),
-                ..config()
-            };
-            assert!(
-                matches!(
-                    mqtt_options(&bad),
-                    Err(PublishError::InvalidTopicPrefix { .. })
-                ),
-                "{prefix:?} was accepted"
-            );
-        }
-    }
 
     #[test]
     fn debug_redacts_password() {
         let config = PublisherConfig {
             username: Some("edge".into()),
             password: Some("hunter2".into()),
-            ..config()
+            ..PublisherConfig::new("mqtt://127.0.0.1:1883".parse().unwrap(), "edge-1")
         };
         let text = format!("{config:?}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("<redacted>"), "{text}");
-    }
-
-    #[test]
-    fn connect_outside_runtime_is_an_error() {
-        assert!(matches!(
-            Publisher::connect(config()),
-            Err(PublishError::NoRuntime)
-        ));
     }
 }

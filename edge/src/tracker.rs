@@ -20,6 +20,8 @@ pub(crate) struct Outstanding {
     pub topic: String,
     /// Sequence number of the reading, when it has one.
     pub seq: Option<u64>,
+    /// Outbox row of the reading, for the agent's outbox-backed path.
+    pub outbox_id: Option<i64>,
 }
 
 /// Meaning of an `Outgoing::Publish(pkid)` event to the tracker.
@@ -130,6 +132,7 @@ mod tests {
         Outstanding {
             topic: "floorwatch/s/t/reading".into(),
             seq: Some(seq),
+            outbox_id: None,
         }
     }
 

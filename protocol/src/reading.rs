@@ -24,6 +24,17 @@ pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
 /// Current version of the canonical reading format.
 pub const READING_VERSION: u32 = 1;
 
+/// How far a reading's time may be ahead of the receiver's clock. A reading
+/// from further in the future would make every later reading of its sensor
+/// look out of order, so it is rejected instead.
+pub const MAX_FUTURE_SKEW_SECS: i64 = 5 * 60;
+
+/// Lowest temperature a reading may carry: absolute zero.
+pub const MIN_TEMPERATURE_C: f64 = -273.15;
+/// Highest temperature a reading may carry. No plant sensor reports more, so
+/// a larger value is a unit or encoding error.
+pub const MAX_TEMPERATURE_C: f64 = 10_000.0;
+
 /// Why a sensor could or could not produce a valid value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -129,6 +140,37 @@ pub enum Rejection {
     },
     #[error("reading format version {version} is not supported: this bridge reads version {READING_VERSION}")]
     UnsupportedVersion { version: u32 },
+    #[error(
+        "time is {ahead_secs} s ahead of the receiver's clock (limit {MAX_FUTURE_SKEW_SECS} s): \
+         set the sensor's clock (NTP) or omit \"time\""
+    )]
+    FutureTime { ahead_secs: i64 },
+    #[error("{field} is {value}: physically impossible, the accepted range is {min} to {max}")]
+    Impossible {
+        field: &'static str,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
+}
+
+impl Rejection {
+    /// Returns a short stable code for statistics and the `rejected` topic.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::InvalidTopicId { .. } => "invalid_topic_id",
+            Rejection::TooLarge { .. } => "too_large",
+            Rejection::Empty => "empty",
+            Rejection::NotUtf8 { .. } => "not_utf8",
+            Rejection::InvalidJson { .. } => "invalid_json",
+            Rejection::NoMeasurement => "no_measurement",
+            Rejection::NotFinite { .. } => "not_finite",
+            Rejection::Mismatch { .. } => "mismatch",
+            Rejection::UnsupportedVersion { .. } => "unsupported_version",
+            Rejection::FutureTime { .. } => "future_time",
+            Rejection::Impossible { .. } => "impossible_value",
+        }
+    }
 }
 
 /// The canonical object with every field optional, so that one pass
@@ -184,6 +226,7 @@ pub fn parse_payload(
 
     if let Ok(celsius) = text.parse::<f64>() {
         check_finite("value", celsius)?;
+        check_range("value", celsius, MIN_TEMPERATURE_C, MAX_TEMPERATURE_C)?;
         return Ok(Reading::temperature(site, sensor, received_at, celsius));
     }
 
@@ -212,9 +255,16 @@ fn from_loose(
     let quality = loose.quality.unwrap_or_default();
     if let Some(value) = temperature_c {
         check_finite("temperature_c", value)?;
+        check_range("temperature_c", value, MIN_TEMPERATURE_C, MAX_TEMPERATURE_C)?;
     }
     if let Some(value) = loose.humidity_pct {
         check_finite("humidity_pct", value)?;
+        check_range("humidity_pct", value, 0.0, 100.0)?;
+    }
+    let time = loose.time.unwrap_or(received_at);
+    let ahead_secs = (time - received_at).num_seconds();
+    if ahead_secs > MAX_FUTURE_SKEW_SECS {
+        return Err(Rejection::FutureTime { ahead_secs });
     }
     if temperature_c.is_none() && loose.humidity_pct.is_none() && quality.is_ok() {
         return Err(Rejection::NoMeasurement);
@@ -225,7 +275,7 @@ fn from_loose(
         site,
         sensor,
         seq: loose.seq,
-        time: loose.time.unwrap_or(received_at),
+        time,
         temperature_c,
         humidity_pct: loose.humidity_pct,
         quality,
@@ -240,6 +290,19 @@ fn check_match(field: &'static str, payload: Option<&str>, topic: &Id) -> Result
             topic: topic.to_string(),
         }),
         _ => Ok(()),
+    }
+}
+
+fn check_range(field: &'static str, value: f64, min: f64, max: f64) -> Result<(), Rejection> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(Rejection::Impossible {
+            field,
+            value,
+            min,
+            max,
+        })
     }
 }
 
@@ -325,6 +388,39 @@ mod tests {
             parse(r#"{"site": "plant-2", "temperature_c": 1}"#),
             Err(Rejection::Mismatch { field: "site", .. })
         ));
+    }
+
+    #[test]
+    fn rejects_impossible_values() {
+        for payload in [
+            "-500",
+            "1.7976931348623157e308",
+            r#"{"temperature_c": -274}"#,
+        ] {
+            assert!(
+                matches!(parse(payload), Err(Rejection::Impossible { .. })),
+                "{payload} was accepted"
+            );
+        }
+        assert!(matches!(
+            parse(r#"{"humidity_pct": 101}"#),
+            Err(Rejection::Impossible {
+                field: "humidity_pct",
+                ..
+            })
+        ));
+        assert_eq!(parse("-273.15").unwrap().temperature_c, Some(-273.15));
+    }
+
+    #[test]
+    fn rejects_time_far_ahead_of_receiver() {
+        let ahead = r#"{"temperature_c": 25, "time": "2026-12-04T12:06:00Z"}"#;
+        assert_eq!(parse(ahead), Err(Rejection::FutureTime { ahead_secs: 360 }));
+        assert_eq!(parse(ahead).unwrap_err().code(), "future_time");
+        let within = r#"{"temperature_c": 25, "time": "2026-12-04T12:04:00Z"}"#;
+        assert!(parse(within).is_ok());
+        let past = r#"{"temperature_c": 25, "time": "2013-12-02T21:15:00Z"}"#;
+        assert!(parse(past).is_ok());
     }
 
     #[test]

@@ -44,13 +44,29 @@ struct EnvelopeType {
 }
 
 /// Receives one webhook delivery (`POST /webhooks`, `POST
-/// /schedule-maintenance`).
+/// /schedule-maintenance`) and counts its outcome for the metrics.
 #[handler]
 pub async fn receive_webhook(
     request: &Request,
     body: Body,
     Data(state): Data<&Arc<AppState>>,
 ) -> poem::Result<Json<serde_json::Value>> {
+    let result = receive(request, body, state).await;
+    let outcome = match &result {
+        Ok((_, outcome)) => outcome.as_str(),
+        Err(error) if error.status() == StatusCode::UNAUTHORIZED => "unauthorized",
+        Err(error) if error.status().is_server_error() => "storage_error",
+        Err(_) => "invalid",
+    };
+    state.metrics.count_webhook(outcome);
+    result.map(|(accepted, _)| accepted)
+}
+
+async fn receive(
+    request: &Request,
+    body: Body,
+    state: &Arc<AppState>,
+) -> poem::Result<(Json<serde_json::Value>, Outcome)> {
     let bytes = body
         .into_bytes_limit(state.max_body_bytes)
         .await
@@ -100,10 +116,11 @@ pub async fn receive_webhook(
         body,
     };
     let outcome = record(state, &delivery).await?;
-    Ok(Json(serde_json::json!(Accepted {
+    let accepted = Json(serde_json::json!(Accepted {
         outcome: outcome.as_str(),
         task_id: outcome.task_id(),
-    })))
+    }));
+    Ok((accepted, outcome))
 }
 
 /// Stores the delivery, then logs and announces what changed.
@@ -115,11 +132,9 @@ async fn record(state: &Arc<AppState>, delivery: &Delivery) -> Result<Outcome, A
         DeliveryBody::Ignored { .. } => None,
     };
 
-    let stored = delivery.clone();
-    let roster = state.roster.clone();
-    let keep_open = state.keep_open_on_resolve;
     let outcome = state
-        .run_store(move |store| store.record_delivery(&stored, &roster, keep_open))
+        .writer
+        .record(delivery.clone())
         .await
         .inspect_err(|_| tracing::error!(webhook_id, "webhook not stored: task store failed"))?;
 

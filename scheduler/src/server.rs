@@ -10,14 +10,22 @@ use poem::{get, post, EndpointExt, Route, Server};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::actions::api_action;
 use crate::api::{get_task, healthz, list_tasks, readyz};
 use crate::assign::Roster;
+use crate::auth::{Auth, Sessions};
 use crate::config::SchedulerConfig;
 use crate::error::{ApiError, SchedulerError};
+use crate::escalate::escalation_loop;
+use crate::forms::{form_action, login, login_page, logout};
 use crate::live::{task_events, Live};
+use crate::metrics::{serve_metrics, Metrics};
+use crate::openapi::openapi;
 use crate::page::{operator_page, Page};
 use crate::receive::receive_webhook;
 use crate::store::{SqliteStore, StoreError, TaskStore};
+use crate::task_page::task_page;
+use crate::writer::DeliveryWriter;
 
 /// Time that in-flight requests get to finish after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -27,10 +35,13 @@ pub(crate) struct AppState {
     pub store: Arc<dyn TaskStore>,
     pub verifier: Verifier,
     pub roster: Roster,
-    pub keep_open_on_resolve: bool,
     pub max_body_bytes: usize,
     pub page: Page,
     pub live: Live,
+    pub auth: Auth,
+    pub metrics: Metrics,
+    /// Queue of the group-commit writer that stores webhook deliveries.
+    pub writer: DeliveryWriter,
     /// Cancelled on shutdown; ends the server-sent event streams.
     pub shutdown: CancellationToken,
 }
@@ -88,42 +99,68 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<SchedulerHandle, SchedulerError> {
     config.validate()?;
-    let secrets = config.parse_secrets()?;
-    let roster = Roster {
-        policy: config.assignment,
-        technicians: config.parse_technicians()?,
-    };
     let local_addr = listener.local_addr().map_err(SchedulerError::Listener)?;
-
     let path = config.database.clone();
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path)).await??;
-    let page = Page::new().map_err(SchedulerError::Template)?;
+    let state = Arc::new(app_state(&config, Arc::new(store), shutdown.clone())?);
     tracing::info!(
         %local_addr,
         database = %config.database.display(),
-        technicians = ?config.technicians,
+        technicians = ?state.roster.ids().iter().map(ToString::to_string).collect::<Vec<_>>(),
         assignment = config.assignment.as_str(),
-        secrets = secrets.len(),
+        shifts = state.roster.rota.len(),
+        escalate_after_secs = config.escalate_after_secs,
+        users = config.users.len(),
+        api_tokens = config.api_tokens.len(),
+        secrets = config.secrets.len(),
         tolerance_secs = config.tolerance_secs,
         max_body_bytes = config.max_body_bytes,
         keep_open_on_resolve = config.keep_open_on_resolve,
         "scheduler starting"
     );
-
-    let state = Arc::new(AppState {
-        store: Arc::new(store),
-        verifier: Verifier::new(secrets, config.tolerance()),
-        roster,
-        keep_open_on_resolve: config.keep_open_on_resolve,
-        max_body_bytes: config.max_body_bytes,
-        page,
-        live: Live::default(),
-        shutdown: shutdown.clone(),
-    });
+    if let Some(after) = config.escalate_after() {
+        tokio::spawn(escalation_loop(Arc::clone(&state), after));
+    }
     let acceptor = TcpAcceptor::from_tokio(listener).map_err(SchedulerError::Listener)?;
     let server = tokio::spawn(serve(acceptor, routes(state), shutdown));
     tracing::info!(%local_addr, "scheduler ready");
     Ok(SchedulerHandle { local_addr, server })
+}
+
+/// Builds the shared state from a validated `config` and starts the
+/// delivery writer.
+fn app_state(
+    config: &SchedulerConfig,
+    store: Arc<dyn TaskStore>,
+    shutdown: CancellationToken,
+) -> Result<AppState, SchedulerError> {
+    let roster: Roster = config.roster()?;
+    let ttl_secs = i64::try_from(config.session_ttl_secs).unwrap_or(i64::MAX / 1000);
+    let sessions = Sessions::new(chrono::Duration::seconds(ttl_secs));
+    let auth = Auth::new(
+        &config.users,
+        &config.api_tokens,
+        sessions,
+        config.cookie_secure,
+    )
+    .map_err(crate::config::ConfigError::from)?;
+    let writer = DeliveryWriter::spawn(
+        Arc::clone(&store),
+        roster.clone(),
+        config.keep_open_on_resolve,
+    );
+    Ok(AppState {
+        store,
+        verifier: Verifier::new(config.parse_secrets()?, config.tolerance()),
+        roster,
+        max_body_bytes: config.max_body_bytes,
+        page: Page::new().map_err(SchedulerError::Template)?,
+        live: Live::default(),
+        auth,
+        metrics: Metrics::default(),
+        writer,
+        shutdown,
+    })
 }
 
 /// Starts the scheduler and waits until it stops: [`start`] followed by
@@ -155,9 +192,16 @@ fn routes(state: Arc<AppState>) -> impl poem::Endpoint + 'static {
         .at("/", get(operator_page))
         .at("/webhooks", post(receive_webhook))
         .at("/schedule-maintenance", post(receive_webhook))
+        .at("/tasks/:id", get(task_page))
+        .at("/tasks/:id/:action", post(form_action))
+        .at("/login", get(login_page).post(login))
+        .at("/logout", post(logout))
         .at("/api/v1/tasks", get(list_tasks))
         .at("/api/v1/tasks/:id", get(get_task))
+        .at("/api/v1/tasks/:id/:action", post(api_action))
+        .at("/api/v1/openapi.json", get(openapi))
         .at("/events", get(task_events))
+        .at("/metrics", get(serve_metrics))
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
         .data(state)

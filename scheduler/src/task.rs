@@ -8,41 +8,58 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use floorwatch_protocol::{EventType, IncidentData, Severity};
+use floorwatch_protocol::{Condition, EventType, IncidentData, Severity};
 use serde::Serialize;
 
 /// Actor recorded in the history for changes made by incident events.
 pub const ACTOR_BRIDGE: &str = "bridge";
 
-/// Lifecycle state of a task.
-///
-/// TODO: add `acknowledged` and `in_progress` together with the technician
-/// actions that set them; until then only incident events change the status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Actor recorded in the history for escalations.
+pub const ACTOR_SCHEDULER: &str = "scheduler";
+
+/// Lifecycle state of a task: `open → acknowledged → in_progress →
+/// completed`. The technician actions in [`crate::lifecycle`] move a task
+/// along; `incident.resolved` completes it when so configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Waiting for a technician.
     Open,
+    /// A technician has seen the task and owns it.
+    Acknowledged,
+    /// A technician is working on it.
+    InProgress,
     /// Finished; no further work expected.
     Completed,
 }
 
 impl TaskStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [TaskStatus; 4] = [
+        TaskStatus::Open,
+        TaskStatus::Acknowledged,
+        TaskStatus::InProgress,
+        TaskStatus::Completed,
+    ];
+
     /// Returns the wire and database name.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskStatus::Open => "open",
+            TaskStatus::Acknowledged => "acknowledged",
+            TaskStatus::InProgress => "in_progress",
             TaskStatus::Completed => "completed",
         }
     }
 
     /// Parses a wire name.
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "open" => Some(TaskStatus::Open),
-            "completed" => Some(TaskStatus::Completed),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
+    /// Returns true until the task is completed.
+    pub fn is_active(self) -> bool {
+        self != TaskStatus::Completed
     }
 }
 
@@ -69,11 +86,17 @@ pub struct Task {
     /// Unit of `value` and `threshold`, as sent by the bridge (untrusted).
     pub unit: String,
     pub severity: Severity,
+    /// `above` or `below`: which side of `threshold` is abnormal.
+    pub condition: Condition,
+    /// Value the reading must return past for the incident to resolve.
+    pub clear_threshold: Option<f64>,
     pub status: TaskStatus,
     /// True once `incident.resolved` has been applied.
     pub condition_cleared: bool,
     /// Technician id.
     pub assignee: String,
+    /// When the current assignee got the task; escalation counts from here.
+    pub assigned_at: DateTime<Utc>,
     /// When the incident opened.
     pub opened_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
@@ -356,7 +379,7 @@ mod tests {
 
     #[test]
     fn status_names_round_trip() {
-        for status in [TaskStatus::Open, TaskStatus::Completed] {
+        for status in TaskStatus::ALL {
             assert_eq!(TaskStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(TaskStatus::parse("done"), None);

@@ -188,7 +188,10 @@ impl Store {
             .context("saving sensor state")?;
         }
         for new_event in &batch.events {
-            write_incident(&tx, &new_event.event)?;
+            // Silence and fault episodes live in the sensor state only.
+            if new_event.event.event_type.matches("incident.*") {
+                write_incident(&tx, &new_event.event)?;
+            }
             for endpoint in &new_event.endpoints {
                 tx.execute(
                     "INSERT INTO outbox (event_id, endpoint, ordering_key, event_type, body,

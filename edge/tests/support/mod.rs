@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod brokers;
 pub mod proxy;
 
 use std::fmt::Write as _;
@@ -109,19 +110,34 @@ impl Subscriber {
     /// Connects to `addr`, subscribes to `filter` at QoS 1 and waits for the
     /// SubAck.
     pub async fn connect(addr: SocketAddr, client_id: &str, filter: &str) -> Self {
-        let options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+        Self::connect_with(addr, client_id, filter, true).await
+    }
+
+    /// Like [`Subscriber::connect`] with a persistent session, which a
+    /// broker with persistence keeps across its restarts, so that readings
+    /// published while the subscriber reconnects are queued for it.
+    pub async fn connect_persistent(addr: SocketAddr, client_id: &str, filter: &str) -> Self {
+        Self::connect_with(addr, client_id, filter, false).await
+    }
+
+    async fn connect_with(addr: SocketAddr, client_id: &str, filter: &str, clean: bool) -> Self {
+        let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+        options.set_clean_session(clean);
         let (client, mut eventloop) = AsyncClient::new(options, 10);
-        client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .await
-            .expect("queue the subscription");
 
         let (received_tx, received_rx) = mpsc::unbounded_channel();
         let (subscribed_tx, subscribed_rx) = oneshot::channel();
+        let task_client = client.clone();
+        let task_filter = filter.to_owned();
         tokio::spawn(async move {
             let mut subscribed_tx = Some(subscribed_tx);
             loop {
                 match eventloop.poll().await {
+                    // Subscribe on every connection, because a broker that
+                    // restarted without persistence forgot the subscription.
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = task_client.try_subscribe(&task_filter, QoS::AtLeastOnce);
+                    }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         if let Some(tx) = subscribed_tx.take() {
                             let _ = tx.send(());
@@ -174,6 +190,32 @@ impl Subscriber {
         received
     }
 
+    /// Collects readings until `done` holds for all received so far, or
+    /// panics after `limit` naming `what` it waited for.
+    pub async fn receive_until(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        mut done: impl FnMut(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let mut received = Vec::new();
+        let collect = async {
+            while !done(&received) {
+                match self.received_rx.recv().await {
+                    Some(item) => received.push(item),
+                    None => break,
+                }
+            }
+        };
+        if tokio::time::timeout(limit, collect).await.is_err() {
+            panic!(
+                "timed out after {limit:?} waiting for {what}; received seqs {:?}",
+                seqs(&received)
+            );
+        }
+        received
+    }
+
     /// Returns the readings that arrive within `quiet` of each other.
     pub async fn drain(&mut self, quiet: Duration) -> Vec<Received> {
         let mut received = Vec::new();
@@ -213,4 +255,60 @@ pub fn rows(
             (start + offset, 70.0 + index as f64 / 2.0)
         })
         .collect()
+}
+
+/// Returns the sequence numbers of `received`, in arrival order.
+pub fn seqs(received: &[Received]) -> Vec<u64> {
+    received
+        .iter()
+        .filter_map(|item| item.reading.seq)
+        .collect()
+}
+
+/// Returns `seqs` without repeats, keeping each first arrival, because
+/// at-least-once delivery may repeat a reading after a reconnect.
+pub fn first_arrivals(seqs: &[u64]) -> Vec<u64> {
+    let mut seen = std::collections::HashSet::new();
+    seqs.iter()
+        .copied()
+        .filter(|seq| seen.insert(*seq))
+        .collect()
+}
+
+/// Connects to `addr`, subscribes to `topic` and returns the retained
+/// message's payload, or panics after [`WAIT`].
+pub async fn retained_payload(addr: SocketAddr, client_id: &str, topic: &str) -> String {
+    let options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    client
+        .subscribe(topic, QoS::AtLeastOnce)
+        .await
+        .expect("queue the subscription");
+    let wait = async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    return String::from_utf8_lossy(&publish.payload).into_owned()
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("no retained message on {topic} within {WAIT:?}"))
+}
+
+/// Polls `condition` every 20 ms until it holds, or panics after `limit`
+/// naming `what` it waited for.
+pub async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

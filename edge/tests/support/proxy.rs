@@ -2,7 +2,7 @@
 //! redirect, or make swallow the broker's replies.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,6 +13,8 @@ struct ProxyState {
     upstream: Mutex<SocketAddr>,
     /// When set, bytes from the broker to the client are dropped.
     swallow_replies: AtomicBool,
+    /// Connections accepted so far.
+    accepted: AtomicUsize,
     links: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -33,11 +35,13 @@ impl Proxy {
         let state = Arc::new(ProxyState {
             upstream: Mutex::new(upstream),
             swallow_replies: AtomicBool::new(false),
+            accepted: AtomicUsize::new(0),
             links: Mutex::new(Vec::new()),
         });
         let accept_state = Arc::clone(&state);
         let accept_task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                accept_state.accepted.fetch_add(1, Ordering::SeqCst);
                 let upstream = *accept_state.upstream.lock().unwrap();
                 let Ok(broker) = TcpStream::connect(upstream).await else {
                     continue;
@@ -56,6 +60,11 @@ impl Proxy {
     /// Drops (or stops dropping) every byte the broker sends to clients.
     pub fn swallow_replies(&self, swallow: bool) {
         self.state.swallow_replies.store(swallow, Ordering::SeqCst);
+    }
+
+    /// Returns the number of connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.accepted.load(Ordering::SeqCst)
     }
 
     /// Sends new connections to `upstream`.

@@ -1,11 +1,22 @@
-//! Technician assignment: which technician a new task goes to.
+//! Technician assignment: which technician a new or escalated task goes to.
 //!
-//! The policies are pure functions of the roster, a persisted rotation
-//! cursor and a random number generator, so they are tested without a store.
+//! [`Roster::choose`] is a pure function of the roster, the task's site and
+//! metric, the time, each technician's open work, a persisted rotation
+//! cursor and a random number generator, so every policy is tested without
+//! a store.
 
-use floorwatch_protocol::Id;
+mod roster;
+mod rota;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use floorwatch_protocol::{Id, Severity};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+
+pub use roster::{parse_roster, RosterError, ShiftConfig, TechnicianConfig, TechnicianDetail};
+pub use rota::Shift;
 
 /// Policy that picks the technician of a new task.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,8 +26,89 @@ pub enum AssignmentPolicy {
     /// cursor is stored with the tasks, so a restart continues the rotation.
     #[default]
     RoundRobin,
-    /// Each new task goes to a technician picked uniformly at random.
+    /// The technician with the least open work, weighted by severity
+    /// ([`severity_weight`]); ties go round robin.
+    LeastLoaded,
+    /// Round robin among the technicians whose rota covers the current
+    /// time; the whole roster when nobody is on shift.
+    OnShift,
+    /// A technician picked uniformly at random.
     Random,
+}
+
+impl AssignmentPolicy {
+    /// Returns the policy name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssignmentPolicy::RoundRobin => "round_robin",
+            AssignmentPolicy::LeastLoaded => "least_loaded",
+            AssignmentPolicy::OnShift => "on_shift",
+            AssignmentPolicy::Random => "random",
+        }
+    }
+}
+
+/// Weight of one active task in the least-loaded policy: critical 3,
+/// warning 1.
+pub fn severity_weight(severity: Severity) -> u64 {
+    match severity {
+        Severity::Critical => 3,
+        Severity::Warning => 1,
+    }
+}
+
+/// A technician and the tasks they may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Technician {
+    pub id: Id,
+    /// Sites this technician covers; every site when empty.
+    pub sites: Vec<Id>,
+    /// Metrics this technician is qualified for, such as `temperature`;
+    /// every metric when empty.
+    pub skills: Vec<Id>,
+}
+
+impl Technician {
+    /// Creates a technician who covers every site and metric.
+    pub fn anywhere(id: Id) -> Self {
+        Self {
+            id,
+            sites: Vec::new(),
+            skills: Vec::new(),
+        }
+    }
+
+    fn matches(&self, site: &str, metric: &str) -> bool {
+        let site_ok = self.sites.is_empty() || self.sites.iter().any(|s| s.as_str() == site);
+        let skill_ok = self.skills.is_empty() || self.skills.iter().any(|s| s.as_str() == metric);
+        site_ok && skill_ok
+    }
+}
+
+/// The technicians, their rota and the policy that assigns tasks to them.
+#[derive(Debug, Clone)]
+pub struct Roster {
+    /// Policy that picks the technician of a new task.
+    pub policy: AssignmentPolicy,
+    /// Technicians in configuration order; never empty after validation.
+    pub technicians: Vec<Technician>,
+    /// Shifts, used by [`AssignmentPolicy::OnShift`].
+    pub rota: Vec<Shift>,
+}
+
+/// The task and the moment that [`Roster::choose`] assigns for.
+#[derive(Debug, Clone)]
+pub struct AssignRequest<'a> {
+    pub site: &'a str,
+    pub metric: &'a str,
+    pub now: DateTime<Utc>,
+    /// The cursor stored by the previous assignment (0 at first).
+    pub cursor: u64,
+    /// Weighted active work per technician id; absent means none.
+    pub load: &'a HashMap<String, u64>,
+    /// A technician who must not be chosen, such as the one an escalation
+    /// takes the task from.
+    pub exclude: Option<&'a str>,
 }
 
 /// The result of one assignment.
@@ -26,135 +118,127 @@ pub struct Assignment {
     pub technician: Id,
     /// The rotation cursor to store for the next assignment.
     pub next_cursor: u64,
+    /// The policy and any fallback used, for the task history.
+    pub reason: String,
 }
 
-impl AssignmentPolicy {
-    /// Returns the policy name used in configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AssignmentPolicy::RoundRobin => "round_robin",
-            AssignmentPolicy::Random => "random",
+impl Roster {
+    /// Creates a roster of technicians who cover every site and metric,
+    /// with no rota.
+    pub fn simple(policy: AssignmentPolicy, ids: Vec<Id>) -> Self {
+        Self {
+            policy,
+            technicians: ids.into_iter().map(Technician::anywhere).collect(),
+            rota: Vec::new(),
         }
     }
 
-    /// Chooses a technician from `roster`, or returns `None` when the roster
-    /// is empty. `cursor` is the value stored by the previous assignment
-    /// (0 at first).
+    /// Returns the technician ids in roster order.
+    pub fn ids(&self) -> Vec<Id> {
+        self.technicians.iter().map(|t| t.id.clone()).collect()
+    }
+
+    /// Chooses a technician for `request`, or returns `None` when no
+    /// technician other than `request.exclude` exists.
+    ///
+    /// Site and skill lists filter the candidates first; when nobody
+    /// matches, every technician is a candidate and the reason says so.
     pub fn choose<R: Rng + ?Sized>(
-        self,
-        roster: &[Id],
-        cursor: u64,
+        &self,
+        request: &AssignRequest<'_>,
         rng: &mut R,
     ) -> Option<Assignment> {
-        if roster.is_empty() {
+        let (candidates, notes) = self.candidates(request)?;
+        let len = self.technicians.len() as u64;
+        let index = match self.policy {
+            AssignmentPolicy::RoundRobin | AssignmentPolicy::OnShift => {
+                next_in_rotation(&candidates, request.cursor % len, len)
+            }
+            AssignmentPolicy::LeastLoaded => self.least_loaded(&candidates, request),
+            AssignmentPolicy::Random => candidates[rng.gen_range(0..candidates.len())],
+        };
+        let next_cursor = match self.policy {
+            AssignmentPolicy::Random => request.cursor,
+            _ => (index as u64 + 1) % len,
+        };
+        let mut reason = self.policy.as_str().to_owned();
+        if !notes.is_empty() {
+            reason = format!("{reason}; {}", notes.join("; "));
+        }
+        Some(Assignment {
+            technician: self.technicians[index].id.clone(),
+            next_cursor,
+            reason,
+        })
+    }
+
+    /// Returns the roster indices that may take the task, with notes on
+    /// the filters that matched nobody, or `None` when only
+    /// `request.exclude` is on the roster.
+    fn candidates(&self, request: &AssignRequest<'_>) -> Option<(Vec<usize>, Vec<&'static str>)> {
+        let allowed: Vec<usize> = (0..self.technicians.len())
+            .filter(|&i| Some(self.technicians[i].id.as_str()) != request.exclude)
+            .collect();
+        if allowed.is_empty() {
             return None;
         }
-        let len = roster.len() as u64;
-        let (index, next_cursor) = match self {
-            AssignmentPolicy::RoundRobin => (cursor % len, cursor.wrapping_add(1) % len),
-            AssignmentPolicy::Random => (rng.gen_range(0..len), cursor),
+        let mut notes = Vec::new();
+        let mut candidates: Vec<usize> = allowed
+            .iter()
+            .copied()
+            .filter(|&i| self.technicians[i].matches(request.site, request.metric))
+            .collect();
+        if candidates.is_empty() {
+            notes.push("no technician covers this site and metric");
+            candidates = allowed;
+        }
+        if self.policy == AssignmentPolicy::OnShift {
+            let on_shift: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&i| self.is_on_shift(&self.technicians[i].id, request.now))
+                .collect();
+            if on_shift.is_empty() {
+                notes.push("nobody on shift");
+            } else {
+                candidates = on_shift;
+            }
+        }
+        Some((candidates, notes))
+    }
+
+    /// Returns true when a shift of `technician` covers `now`.
+    pub fn is_on_shift(&self, technician: &Id, now: DateTime<Utc>) -> bool {
+        self.rota
+            .iter()
+            .any(|shift| &shift.technician == technician && shift.covers(now))
+    }
+
+    fn least_loaded(&self, candidates: &[usize], request: &AssignRequest<'_>) -> usize {
+        let load_of = |i: usize| {
+            let id = self.technicians[i].id.as_str();
+            request.load.get(id).copied().unwrap_or(0)
         };
-        // `index < len`, and `len` came from a `usize`, so the cast is lossless.
-        let technician = roster[index as usize].clone();
-        Some(Assignment {
-            technician,
-            next_cursor,
-        })
+        let lightest = candidates.iter().map(|&i| load_of(i)).min().unwrap_or(0);
+        let lightest: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| load_of(i) == lightest)
+            .collect();
+        let len = self.technicians.len() as u64;
+        next_in_rotation(&lightest, request.cursor % len, len)
     }
 }
 
-/// The technicians and the policy that assigns tasks to them.
-#[derive(Debug, Clone)]
-pub struct Roster {
-    /// Policy that picks the technician of a new task.
-    pub policy: AssignmentPolicy,
-    /// Technicians in configuration order; never empty after validation.
-    pub technicians: Vec<Id>,
+/// Returns the first of `candidates` (roster indices, ascending, not empty)
+/// at or after `start`, wrapping around a roster of `len`.
+fn next_in_rotation(candidates: &[usize], start: u64, len: u64) -> usize {
+    (0..len)
+        .map(|step| ((start + step) % len) as usize)
+        .find(|index| candidates.contains(index))
+        .unwrap_or(candidates[0])
 }
 
 #[cfg(test)]
-mod tests {
-    use rand::rngs::StdRng;
-    use rand::SeedableRng;
-
-    use super::*;
-
-    fn roster(names: &[&str]) -> Vec<Id> {
-        names.iter().map(|name| Id::parse(name).unwrap()).collect()
-    }
-
-    fn run(policy: AssignmentPolicy, roster: &[Id], start: u64, count: usize) -> Vec<String> {
-        let mut rng = StdRng::seed_from_u64(7);
-        let mut cursor = start;
-        let mut chosen = Vec::new();
-        for _ in 0..count {
-            let assignment = policy.choose(roster, cursor, &mut rng).unwrap();
-            cursor = assignment.next_cursor;
-            chosen.push(assignment.technician.to_string());
-        }
-        chosen
-    }
-
-    #[test]
-    fn round_robin_alternates() {
-        let two = roster(&["alex", "sam"]);
-        let chosen = run(AssignmentPolicy::RoundRobin, &two, 0, 5);
-        assert_eq!(chosen, ["alex", "sam", "alex", "sam", "alex"]);
-    }
-
-    #[test]
-    fn round_robin_continues_from_cursor() {
-        let three = roster(&["a", "b", "c"]);
-        assert_eq!(
-            run(AssignmentPolicy::RoundRobin, &three, 2, 3),
-            ["c", "a", "b"]
-        );
-    }
-
-    #[test]
-    fn round_robin_survives_shorter_roster() {
-        // A cursor stored with a longer roster must still pick a valid index.
-        let two = roster(&["alex", "sam"]);
-        assert_eq!(
-            run(AssignmentPolicy::RoundRobin, &two, 7, 2),
-            ["sam", "alex"]
-        );
-        assert_eq!(
-            run(AssignmentPolicy::RoundRobin, &two, u64::MAX, 2),
-            ["sam", "alex"]
-        );
-    }
-
-    #[test]
-    fn random_picks_members_and_keeps_cursor() {
-        let two = roster(&["alex", "sam"]);
-        let mut rng = StdRng::seed_from_u64(1);
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..64 {
-            let assignment = AssignmentPolicy::Random.choose(&two, 5, &mut rng).unwrap();
-            assert_eq!(assignment.next_cursor, 5);
-            assert!(two.contains(&assignment.technician));
-            seen.insert(assignment.technician);
-        }
-        assert_eq!(
-            seen.len(),
-            2,
-            "64 random picks should reach both technicians"
-        );
-    }
-
-    #[test]
-    fn empty_roster_assigns_nobody() {
-        let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(AssignmentPolicy::RoundRobin.choose(&[], 0, &mut rng), None);
-        assert_eq!(AssignmentPolicy::Random.choose(&[], 0, &mut rng), None);
-    }
-
-    #[test]
-    fn policy_names_parse() {
-        let policy: AssignmentPolicy = serde_json::from_str("\"round_robin\"").unwrap();
-        assert_eq!(policy, AssignmentPolicy::RoundRobin);
-        assert_eq!(AssignmentPolicy::Random.as_str(), "random");
-        assert!(serde_json::from_str::<AssignmentPolicy>("\"least_loaded\"").is_err());
-    }
-}
+#[path = "tests.rs"]
+mod tests;

@@ -10,12 +10,13 @@ mod sqlite;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use floorwatch_protocol::{Event, IncidentData};
+use floorwatch_protocol::{Event, Id, IncidentData, WindowPoint};
 use serde::Serialize;
 
 pub use sqlite::SqliteStore;
 
 use crate::assign::Roster;
+use crate::lifecycle::{Action, ActionError};
 use crate::task::{HistoryEntry, Task, TaskStatus};
 
 /// Default number of tasks a listing returns.
@@ -90,40 +91,129 @@ impl Outcome {
     }
 }
 
-/// Filter and limit of a task listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Sort order of a task listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortKey {
+    /// By the incident's opening time.
+    #[default]
+    OpenedAt,
+    /// Critical before warning, then newest first.
+    Severity,
+}
+
+impl SortKey {
+    /// Returns the name used in query strings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortKey::OpenedAt => "opened_at",
+            SortKey::Severity => "severity",
+        }
+    }
+
+    /// Parses a query-string name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "opened_at" => Some(SortKey::OpenedAt),
+            "severity" => Some(SortKey::Severity),
+            _ => None,
+        }
+    }
+}
+
+/// Filters, order and page of a task listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskQuery {
     /// Only tasks with this status; all when `None`.
     pub status: Option<TaskStatus>,
+    pub site: Option<String>,
+    pub sensor: Option<String>,
+    pub assignee: Option<String>,
+    pub sort: SortKey,
+    /// Largest first when true.
+    pub descending: bool,
     /// Maximum number of tasks, at most [`MAX_LIST_LIMIT`].
     pub limit: usize,
+    /// Number of matching tasks to skip.
+    pub offset: usize,
 }
 
 impl Default for TaskQuery {
     fn default() -> Self {
         Self {
             status: None,
+            site: None,
+            sensor: None,
+            assignee: None,
+            sort: SortKey::OpenedAt,
+            descending: true,
             limit: DEFAULT_LIST_LIMIT,
+            offset: 0,
         }
     }
 }
 
-/// Number of tasks by state, for the page header.
+/// Number of tasks by state, for the page header and the metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TaskCounts {
     pub total: u64,
     pub open: u64,
+    pub acknowledged: u64,
+    pub in_progress: u64,
     pub completed: u64,
-    /// Open tasks whose condition is still active.
+    /// Tasks not completed whose condition is still active.
     pub active: u64,
 }
 
-/// A task with its history, oldest entry first.
+impl TaskCounts {
+    /// Returns the number of tasks with `status`.
+    pub fn by_status(&self, status: TaskStatus) -> u64 {
+        match status {
+            TaskStatus::Open => self.open,
+            TaskStatus::Acknowledged => self.acknowledged,
+            TaskStatus::InProgress => self.in_progress,
+            TaskStatus::Completed => self.completed,
+        }
+    }
+}
+
+/// One recorded webhook delivery of a task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryRecord {
+    pub webhook_id: String,
+    pub event_type: String,
+    pub received_at: DateTime<Utc>,
+    /// `created`, `updated` or `stale`.
+    pub outcome: String,
+}
+
+/// A task with its history, readings window and deliveries, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskDetail {
     #[serde(flatten)]
     pub task: Task,
     pub history: Vec<HistoryEntry>,
+    /// Readings of the latest event that carried a window.
+    pub window: Vec<WindowPoint>,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// The result of a technician action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionOutcome {
+    /// The task does not exist.
+    NotFound,
+    /// The action does not apply to the task's state; nothing changed.
+    Rejected(ActionError),
+    /// The task after the change.
+    Applied(Box<Task>),
+}
+
+/// A task that escalation gave to another technician.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Escalation {
+    pub task_id: i64,
+    pub from: String,
+    pub to: String,
 }
 
 /// A storage failure.
@@ -172,14 +262,54 @@ pub trait TaskStore: Send + Sync {
         keep_open_on_resolve: bool,
     ) -> Result<Outcome, StoreError>;
 
-    /// Lists tasks, newest `opened_at` first.
+    /// Records several deliveries in one transaction, so that they share
+    /// one disk flush, and returns one result per delivery in order.
+    ///
+    /// A delivery that fails is rolled back alone. The outer error means
+    /// the commit failed and none of them was stored.
+    fn record_deliveries(
+        &self,
+        deliveries: &[Delivery],
+        roster: &Roster,
+        keep_open_on_resolve: bool,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        Ok(deliveries
+            .iter()
+            .map(|delivery| self.record_delivery(delivery, roster, keep_open_on_resolve))
+            .collect())
+    }
+
+    /// Lists the tasks matching `query` in its order.
     fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError>;
+
+    /// Counts the tasks matching the filters of `query`, ignoring its page.
+    fn count_matching(&self, query: &TaskQuery) -> Result<u64, StoreError>;
 
     /// Returns one task with its history, or `None` when it does not exist.
     fn task(&self, id: i64) -> Result<Option<TaskDetail>, StoreError>;
 
     /// Counts tasks by state.
     fn count_tasks(&self) -> Result<TaskCounts, StoreError>;
+
+    /// Applies a technician action by `actor` and records it in the
+    /// history. A reassignment must name a member of `roster`.
+    fn apply_action(
+        &self,
+        task_id: i64,
+        action: &Action,
+        actor: &str,
+        roster: &[Id],
+        now: DateTime<Utc>,
+    ) -> Result<ActionOutcome, StoreError>;
+
+    /// Gives open tasks whose assignee has not acknowledged them within
+    /// `after` to the next candidate of `roster`.
+    fn escalate(
+        &self,
+        roster: &Roster,
+        after: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Escalation>, StoreError>;
 
     /// Runs a trivial query to check that the database responds.
     fn ping(&self) -> Result<(), StoreError>;

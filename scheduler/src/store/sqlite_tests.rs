@@ -1,15 +1,19 @@
 use chrono::Duration;
 use floorwatch_protocol::{EventType, Id};
 
+use floorwatch_protocol::Severity;
+
 use super::*;
 use crate::assign::AssignmentPolicy;
+use crate::store::{DeliveryBody, TaskQuery};
+use crate::task::TaskStatus;
 use crate::test_support::{incident_event, opened_at};
 
 fn roster() -> Roster {
-    Roster {
-        policy: AssignmentPolicy::RoundRobin,
-        technicians: vec![Id::parse("alex").unwrap(), Id::parse("sam").unwrap()],
-    }
+    Roster::simple(
+        AssignmentPolicy::RoundRobin,
+        vec![Id::parse("alex").unwrap(), Id::parse("sam").unwrap()],
+    )
 }
 
 fn delivery(webhook_id: &str, event_type: EventType, incident_id: &str, seq: u64) -> Delivery {
@@ -183,6 +187,7 @@ fn listing_filters_orders_and_limits() {
     let open = TaskQuery {
         status: Some(TaskStatus::Open),
         limit: 1,
+        ..TaskQuery::default()
     };
     let listed = store.list_tasks(&open).unwrap();
     assert_eq!(listed.len(), 1);

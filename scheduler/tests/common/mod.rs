@@ -130,6 +130,76 @@ impl TestScheduler {
     }
 }
 
+/// A signed-in browser session: its cookie and CSRF token.
+pub struct BrowserSession {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+/// Returns `name=value` of the first `Set-Cookie` header of `response`.
+pub fn set_cookie(response: &reqwest::Response) -> Option<String> {
+    let header = response.headers().get("set-cookie")?.to_str().ok()?;
+    header.split(';').next().map(str::to_owned)
+}
+
+/// Returns the value of the first hidden `csrf_token` field in `html`.
+pub fn csrf_token(html: &str) -> Option<String> {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_owned())
+}
+
+impl TestScheduler {
+    /// Returns a client that does not follow redirects, so tests see 303.
+    pub fn raw_client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// Signs in through the login form and returns the response of the
+    /// form post together with the session it started, if any.
+    pub async fn login(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> (reqwest::Response, Option<BrowserSession>) {
+        let client = Self::raw_client();
+        let form_page = client.get(self.url("/login")).send().await.unwrap();
+        assert_eq!(form_page.status(), 200);
+        let cookie = set_cookie(&form_page).expect("login page starts a session");
+        let csrf = csrf_token(&form_page.text().await.unwrap()).expect("login form has a token");
+        let response = client
+            .post(self.url("/login"))
+            .header("cookie", &cookie)
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("name", name),
+                ("password", password),
+                ("next", "/"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let Some(cookie) = set_cookie(&response) else {
+            return (response, None);
+        };
+        let page = client
+            .get(self.url("/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = csrf_token(&page).expect("signed-in page has a sign-out form");
+        (response, Some(BrowserSession { cookie, csrf }))
+    }
+}
+
 /// Returns the JSON body of an incident event for sensor `oven-1` reading
 /// 31.5 °C (28.5 °C when resolved) against a 30 °C threshold.
 pub fn incident_event(event_type: &str, incident_id: &str, seq: u64) -> Value {

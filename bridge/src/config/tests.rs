@@ -1,3 +1,5 @@
+use floorwatch_protocol::Condition;
+
 use super::*;
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";

@@ -1,4 +1,5 @@
 use chrono::TimeDelta;
+use floorwatch_protocol::EventType;
 
 use super::*;
 use crate::config::default_rules;

@@ -1,6 +1,12 @@
 //! The ingest pipeline, run on a blocking thread: parse each payload, drop
-//! duplicates, run the rules, and commit sensor state, incidents and outbox
-//! rows of a whole batch in one transaction.
+//! duplicates, run the rules and health checks, and commit sensor state,
+//! incidents and outbox rows of a whole batch in one transaction. The timer
+//! tick (silence, reminders) and config reload commit the same way.
+
+mod clock;
+mod mute;
+mod reload;
+mod tick;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -11,8 +17,9 @@ use floorwatch_protocol::{parse_payload, Event, EventType, Id, IncidentData, Rej
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::config::{BridgeConfig, EndpointConfig};
-use crate::rules::Rule;
+use crate::config::{BridgeConfig, EndpointConfig, RuleConfig};
+use crate::mutes::Mutes;
+use crate::profile::Profiles;
 use crate::sensor::{Outcome, SensorState};
 use crate::stats::{bump, Stats};
 use crate::store::{BatchWrite, NewEvent, Store, StoreError};
@@ -44,11 +51,13 @@ pub struct Publication {
 }
 
 /// Output of a committed batch.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct BatchResult {
     pub publications: Vec<Publication>,
     /// Outbox rows committed, over all endpoints.
     pub outbox_rows: u64,
+    /// Events committed, in order.
+    pub events: Vec<Event<IncidentData>>,
 }
 
 /// Retained incident messages of the incidents now open, by topic, so they
@@ -58,23 +67,17 @@ pub type RetainedIncidents = Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
 /// Returns the stable code of a rejection, used in stats and on the
 /// `rejected` topic.
 pub fn rejection_code(rejection: &Rejection) -> &'static str {
-    match rejection {
-        Rejection::InvalidTopicId { .. } => "invalid_topic_id",
-        Rejection::TooLarge { .. } => "too_large",
-        Rejection::Empty => "empty",
-        Rejection::NotUtf8 { .. } => "not_utf8",
-        Rejection::InvalidJson { .. } => "invalid_json",
-        Rejection::NoMeasurement => "no_measurement",
-        Rejection::NotFinite { .. } => "not_finite",
-        Rejection::Mismatch { .. } => "mismatch",
-        Rejection::UnsupportedVersion { .. } => "unsupported_version",
-    }
+    rejection.code()
 }
 
 /// The state and database of the ingest side.
 pub struct Processor {
     store: Store,
-    rules: Vec<Rule>,
+    rule_configs: Vec<RuleConfig>,
+    profiles: Profiles,
+    reminder_delays: Vec<chrono::TimeDelta>,
+    clock: clock::ReadingClock,
+    mutes: Mutes,
     endpoints: Vec<EndpointConfig>,
     topics: Topics,
     sensors: HashMap<(String, String), SensorState>,
@@ -91,7 +94,7 @@ impl Processor {
         stats: Arc<Stats>,
         retained: RetainedIncidents,
     ) -> Result<Self, StoreError> {
-        let sensors = store
+        let sensors: HashMap<(String, String), SensorState> = store
             .load_sensor_states()?
             .into_iter()
             .map(|(site, sensor, state)| ((site, sensor), state))
@@ -111,7 +114,11 @@ impl Processor {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = open;
         Ok(Self {
             store,
-            rules: config.rules.iter().filter_map(Rule::from_config).collect(),
+            rule_configs: config.rules.clone(),
+            profiles: Profiles::new(config),
+            reminder_delays: config.reminders.delays(),
+            clock: clock::ReadingClock::starting_from(&sensors, Utc::now()),
+            mutes: Mutes::new(config),
             endpoints: config.endpoints.clone(),
             topics,
             sensors,
@@ -146,13 +153,15 @@ impl Processor {
                 let stored = (reading.site.to_string(), reading.sensor.to_string());
                 self.sensors.get(&stored).cloned().unwrap_or_default()
             });
-            match state.observe(&self.rules, &reading, new_incident_id) {
+            self.clock.observe(reading.time, inbound.received_at);
+            let profile = self
+                .profiles
+                .get(reading.site.as_str(), reading.sensor.as_str());
+            match state.observe(&profile, &reading, new_incident_id) {
                 Outcome::Duplicate => bump(&self.stats.duplicates),
                 Outcome::OutOfOrder => bump(&self.stats.out_of_order),
                 Outcome::Evaluated(events) => {
-                    for event in events {
-                        write.events.push(self.new_event(event));
-                    }
+                    write.events.extend(self.route_events(state, events));
                 }
             }
         }
@@ -168,25 +177,26 @@ impl Processor {
     /// Applies a committed batch to memory and counters.
     fn after_commit(
         &mut self,
-        write: BatchWrite,
+        mut write: BatchWrite,
         mut publications: Vec<Publication>,
     ) -> BatchResult {
         let mut outbox_rows = 0;
         for new_event in &write.events {
             outbox_rows += new_event.endpoints.len() as u64;
             bump(&self.stats.events_written);
-            publications.push(self.incident_publication(&new_event.event));
+            publications.extend(self.incident_publication(&new_event.event));
         }
         self.stats
             .outbox_pending
             .fetch_add(outbox_rows, std::sync::atomic::Ordering::Relaxed);
-        for (site, sensor, state) in write.sensors {
+        for (site, sensor, state) in std::mem::take(&mut write.sensors) {
             self.sensors
                 .insert((site.to_string(), sensor.to_string()), state);
         }
         BatchResult {
             publications,
             outbox_rows,
+            events: write.events.into_iter().map(|new| new.event).collect(),
         }
     }
 
@@ -207,26 +217,22 @@ impl Processor {
         }
     }
 
-    /// Counts the event and builds the retained incident-state message: the
-    /// incident while it is open, an empty payload once it is resolved.
-    fn incident_publication(&self, event: &Event<IncidentData>) -> Publication {
+    /// Counts the event and, for `incident.*` events, builds the retained
+    /// incident-state message: the incident while it is open, an empty
+    /// payload once it is resolved.
+    fn incident_publication(&self, event: &Event<IncidentData>) -> Option<Publication> {
         let data = &event.data;
-        let topic = self.topics.incident(&data.site, &data.sensor);
-        let mut retained = self
-            .retained
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let payload = if event.event_type == EventType::IncidentResolved {
-            bump(&self.stats.incidents_resolved);
-            retained.remove(&topic);
-            Vec::new()
-        } else {
-            bump(&self.stats.incidents_opened);
-            // Serializing plain data with string keys cannot fail.
-            let payload = serde_json::to_vec(data).expect("incident serializes");
-            retained.insert(topic.clone(), payload.clone());
-            payload
+        let counter = match event.event_type {
+            EventType::IncidentOpened => &self.stats.incidents_opened,
+            EventType::IncidentUpdated => &self.stats.incidents_updated,
+            EventType::IncidentResolved => &self.stats.incidents_resolved,
+            EventType::SensorSilent => &self.stats.sensors_silent,
+            EventType::SensorFault => &self.stats.sensor_faults,
+            EventType::SensorSilentCleared | EventType::SensorFaultCleared => {
+                &self.stats.sensor_events_cleared
+            }
         };
+        bump(counter);
         tracing::info!(
             event_type = event.event_type.as_str(),
             incident_id = %data.incident_id,
@@ -236,11 +242,29 @@ impl Processor {
             value = data.value,
             "incident changed"
         );
-        Publication {
+        let topic = self.topics.incident(&data.site, &data.sensor);
+        let mut retained = self
+            .retained
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let payload = match event.event_type {
+            EventType::IncidentResolved => {
+                retained.remove(&topic);
+                Vec::new()
+            }
+            EventType::IncidentOpened | EventType::IncidentUpdated => {
+                // Serializing plain data with string keys cannot fail.
+                let payload = serde_json::to_vec(data).expect("incident serializes");
+                retained.insert(topic.clone(), payload.clone());
+                payload
+            }
+            _ => return None,
+        };
+        Some(Publication {
             topic,
             payload,
             retain: true,
-        }
+        })
     }
 
     /// Counts and logs a rejected payload, and returns the report to publish
@@ -295,5 +319,9 @@ fn new_incident_id() -> String {
 }
 
 #[cfg(test)]
-#[path = "pipeline_tests.rs"]
+#[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod lifecycle_tests;

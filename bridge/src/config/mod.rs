@@ -4,10 +4,22 @@
 
 use std::path::PathBuf;
 
-use floorwatch_protocol::{BrokerUrl, Condition, EventType, Id, Secret, Severity};
+use floorwatch_protocol::{BrokerUrl, EventType, Secret};
 use serde::{Deserialize, Serialize};
 
-use crate::rules::Metric;
+mod http;
+mod mutes;
+mod notify;
+mod rules;
+
+pub use http::HttpSettings;
+pub use mutes::{parse_clock_time, parse_weekday, MaintenanceConfig, Matchers, SilenceConfig};
+pub use notify::ReminderSettings;
+
+pub use rules::{
+    default_rules, validate_rule, HealthSettings, MetricHealth, OverrideConfig, RuleConfig,
+    RuleKind,
+};
 
 /// Configuration of the bridge. Every field has a default, so an empty
 /// `[bridge]` section runs the product's scenario.
@@ -19,8 +31,20 @@ pub struct BridgeConfig {
     /// SQLite file holding rule state, incidents, the outbox and the
     /// delivery log. Its directory is created when missing.
     pub database: PathBuf,
-    /// Threshold rules, `[[bridge.rules]]`.
+    /// Threshold and rate rules, `[[bridge.rules]]`.
     pub rules: Vec<RuleConfig>,
+    /// Silence and fault checks, `[bridge.health]`.
+    pub health: HealthSettings,
+    /// Per-site and per-sensor changes, `[[bridge.overrides]]`.
+    pub overrides: Vec<OverrideConfig>,
+    /// Reminders about open incidents, `[bridge.reminders]`.
+    pub reminders: ReminderSettings,
+    /// HTTP ingest, `[bridge.http]`.
+    pub http: HttpSettings,
+    /// One-off silences, `[[bridge.silences]]`.
+    pub silences: Vec<SilenceConfig>,
+    /// Weekly maintenance windows, `[[bridge.maintenance]]`.
+    pub maintenance: Vec<MaintenanceConfig>,
     /// Webhook destinations, `[[bridge.endpoints]]`.
     pub endpoints: Vec<EndpointConfig>,
     /// Retry schedule, `[bridge.delivery]`.
@@ -33,6 +57,12 @@ impl Default for BridgeConfig {
             mqtt: MqttSettings::default(),
             database: PathBuf::from("floorwatch-data/bridge.db"),
             rules: default_rules(),
+            health: HealthSettings::default(),
+            overrides: Vec::new(),
+            reminders: ReminderSettings::default(),
+            http: HttpSettings::default(),
+            silences: Vec::new(),
+            maintenance: Vec::new(),
             endpoints: Vec::new(),
             delivery: DeliverySettings::default(),
         }
@@ -63,61 +93,6 @@ impl Default for MqttSettings {
             password: None,
         }
     }
-}
-
-/// One threshold rule with hysteresis.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    /// Rule identifier, part of every incident it raises.
-    pub id: String,
-    /// Measured quantity: `temperature` (°C) or `humidity` (%).
-    #[serde(default = "default_metric")]
-    pub metric: String,
-    pub condition: Condition,
-    /// Value a reading must pass (strictly) to count as a breach.
-    pub threshold: f64,
-    /// Value a reading must return to (inclusive) to count towards resolving.
-    pub clear_threshold: f64,
-    /// Consecutive breaching readings that open an incident.
-    #[serde(default = "default_consecutive")]
-    pub consecutive: u32,
-    /// Consecutive cleared readings that resolve an incident.
-    #[serde(default = "default_consecutive")]
-    pub clear_consecutive: u32,
-    #[serde(default = "default_severity")]
-    pub severity: Severity,
-}
-
-fn default_metric() -> String {
-    "temperature".to_owned()
-}
-
-fn default_consecutive() -> u32 {
-    3
-}
-
-fn default_severity() -> Severity {
-    Severity::Warning
-}
-
-/// Returns the two rules of the product's scenario: below 20 °C or above 30 °C is
-/// abnormal, with one degree of hysteresis.
-pub fn default_rules() -> Vec<RuleConfig> {
-    let rule = |id: &str, condition, threshold, clear_threshold| RuleConfig {
-        id: id.to_owned(),
-        metric: default_metric(),
-        condition,
-        threshold,
-        clear_threshold,
-        consecutive: default_consecutive(),
-        clear_consecutive: default_consecutive(),
-        severity: default_severity(),
-    };
-    vec![
-        rule("temperature-high", Condition::Above, 30.0, 29.0),
-        rule("temperature-low", Condition::Below, 20.0, 21.0),
-    ]
 }
 
 /// One webhook destination.
@@ -248,6 +223,18 @@ impl BridgeConfig {
                 ));
             }
         }
+        rules::validate_health("bridge.health", &self.health)?;
+        for (index, entry) in self.overrides.iter().enumerate() {
+            rules::validate_override(
+                &format!("bridge.overrides[{index}]"),
+                entry,
+                &self.rules,
+                &self.health,
+            )?;
+        }
+        self.reminders.validate()?;
+        self.http.validate()?;
+        mutes::validate_mutes(&self.silences, &self.maintenance)?;
         for (index, endpoint) in self.endpoints.iter().enumerate() {
             validate_endpoint(&format!("bridge.endpoints[{index}]"), endpoint)?;
             if self.endpoints[..index]
@@ -309,75 +296,6 @@ impl BridgeConfig {
             ));
         }
         Ok(())
-    }
-}
-
-fn validate_rule(path: &str, rule: &RuleConfig) -> Result<(), ConfigError> {
-    if let Err(error) = Id::parse(&rule.id) {
-        return Err(ConfigError::new(
-            format!("{path}.id"),
-            &rule.id,
-            error.to_string(),
-        ));
-    }
-    if Metric::parse(&rule.metric).is_none() {
-        return Err(ConfigError::new(
-            format!("{path}.metric"),
-            &rule.metric,
-            "use \"temperature\" or \"humidity\"",
-        ));
-    }
-    for (name, value) in [
-        ("threshold", rule.threshold),
-        ("clear_threshold", rule.clear_threshold),
-    ] {
-        if !value.is_finite() {
-            return Err(ConfigError::new(
-                format!("{path}.{name}"),
-                value,
-                "use a finite number",
-            ));
-        }
-    }
-    let misordered = match rule.condition {
-        Condition::Above => rule.clear_threshold > rule.threshold,
-        Condition::Below => rule.clear_threshold < rule.threshold,
-    };
-    if misordered {
-        let side = match rule.condition {
-            Condition::Above => "at or below",
-            Condition::Below => "at or above",
-        };
-        return Err(ConfigError::new(
-            format!("{path}.clear_threshold"),
-            rule.clear_threshold,
-            format!(
-                "a rule that fires {} {} must clear {side} it: set clear_threshold {side} {}",
-                condition_word(rule.condition),
-                rule.threshold,
-                rule.threshold
-            ),
-        ));
-    }
-    for (name, value) in [
-        ("consecutive", rule.consecutive),
-        ("clear_consecutive", rule.clear_consecutive),
-    ] {
-        if value == 0 {
-            return Err(ConfigError::new(
-                format!("{path}.{name}"),
-                value,
-                "use a count of at least 1 reading",
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn condition_word(condition: Condition) -> &'static str {
-    match condition {
-        Condition::Above => "above",
-        Condition::Below => "below",
     }
 }
 
@@ -447,5 +365,5 @@ fn validate_endpoint(path: &str, endpoint: &EndpointConfig) -> Result<(), Config
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
+#[path = "tests.rs"]
 mod tests;

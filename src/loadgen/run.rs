@@ -50,8 +50,60 @@ pub async fn run(args: &LoadgenArgs, stop: CancellationToken) -> anyhow::Result<
     let expected = Arc::new(Mutex::new(Vec::new()));
     let publishers = plan(args, &settings, &connections, &counters, &expected)?;
     let target = publishers.iter().map(|p| p.pacer.total()).sum();
+    let phase = publish_all(publishers, &settings, &counters, &stop).await?;
 
-    let progress = Progress::start(target, Arc::clone(&counters));
+    let expected = lock(&expected).clone();
+    let incidents = match &watcher {
+        Some(watcher) => Some(wait_for_tasks(watcher, &expected, phase.deadline, &stop).await),
+        None => None,
+    };
+    background.cancel();
+    for connection in connections {
+        connection.close(CLOSE_TIMEOUT).await;
+    }
+    let ticks_per_sec = procfs::ticks_per_sec();
+    let publishing = (
+        (phase.start - origin).as_secs_f64(),
+        (phase.end - origin).as_secs_f64(),
+    );
+    let processes = sampler
+        .await?
+        .iter()
+        .filter_map(|series| ProcessUsage::of(series, ticks_per_sec, publishing))
+        .collect();
+
+    let readings = readings(target, &counters);
+    Ok(Summary {
+        started_at,
+        settings,
+        throughput: throughput(&readings, (phase.end - phase.start).as_secs_f64()),
+        readings,
+        incidents,
+        latency_source: LATENCY_SOURCE,
+        scheduler_events: watcher.as_ref().is_some_and(|w| w.events_used()),
+        api_errors: watcher.as_ref().map_or(0, |w| w.errors()),
+        processes,
+    })
+}
+
+/// Times of the publishing phase.
+struct Phase {
+    start: Instant,
+    /// When the last publisher finished.
+    end: Instant,
+    /// End of the grace period: every wait stops here.
+    deadline: Instant,
+}
+
+/// Runs the publishers with a progress bar, then waits for their PubAcks.
+async fn publish_all(
+    publishers: Vec<Publisher>,
+    settings: &Settings,
+    counters: &Arc<Counters>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Phase> {
+    let target = publishers.iter().map(|p| p.pacer.total()).sum();
+    let progress = Progress::start(target, Arc::clone(counters));
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(settings.duration_secs + settings.grace_secs);
     let handles: Vec<_> = publishers
@@ -61,48 +113,24 @@ pub async fn run(args: &LoadgenArgs, stop: CancellationToken) -> anyhow::Result<
     for handle in handles {
         handle.await?;
     }
-    let publish_secs = start.elapsed().as_secs_f64();
-    let publishing = (
-        (start - origin).as_secs_f64(),
-        origin.elapsed().as_secs_f64(),
-    );
-    wait_for_acks(&counters, deadline, &stop).await;
+    let end = Instant::now();
+    wait_for_acks(counters, deadline, stop).await;
     progress.finish().await;
+    Ok(Phase {
+        start,
+        end,
+        deadline,
+    })
+}
 
-    let expected = lock(&expected).clone();
-    let incidents = match &watcher {
-        Some(watcher) => Some(wait_for_tasks(watcher, &expected, deadline, &stop).await),
-        None => None,
-    };
-    background.cancel();
-    for connection in connections {
-        connection.close(CLOSE_TIMEOUT).await;
-    }
-    let ticks_per_sec = procfs::ticks_per_sec();
-    let processes = sampler
-        .await?
-        .iter()
-        .filter_map(|series| ProcessUsage::of(series, ticks_per_sec, publishing))
-        .collect();
-
-    let readings = Readings {
+fn readings(target: u64, counters: &Counters) -> Readings {
+    Readings {
         target,
         published: Counters::get(&counters.published),
         acked: Counters::get(&counters.acked),
         errors: Counters::get(&counters.errors),
         rejected: Counters::get(&counters.rejected),
-    };
-    Ok(Summary {
-        started_at,
-        settings,
-        throughput: throughput(&readings, publish_secs),
-        readings,
-        incidents,
-        latency_source: LATENCY_SOURCE,
-        scheduler_events: watcher.as_ref().is_some_and(|w| w.events_used()),
-        api_errors: watcher.as_ref().map_or(0, |w| w.errors()),
-        processes,
-    })
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -70,7 +70,7 @@ impl Watcher {
             errors: AtomicU64::new(0),
         };
         watcher.list_page(1).await.with_context(|| {
-            format!("the scheduler API at {api} does not answer: pass --api URL of the scheduler")
+            format!("the scheduler API at {api} is not reachable: pass --api URL of the scheduler")
         })?;
         Ok(watcher)
     }

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use floorwatch::{commands, config, logging, up};
 
+mod deliveries;
+
 /// Sensor-to-maintenance pipeline: MQTT readings, rules and incidents,
 /// signed webhooks, maintenance tasks.
 #[derive(Parser)]
@@ -39,6 +41,8 @@ enum Command {
     /// Validate or print configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Inspect webhook deliveries, replay dead letters, enable endpoints.
+    Deliveries(deliveries::DeliveriesArgs),
     /// Manage webhook signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -59,8 +63,14 @@ enum ConfigCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Print a new random `whsec_` webhook secret.
-    Generate,
+    /// Print a new random `whsec_` webhook secret, or with `--v1a` an
+    /// ed25519 key pair.
+    Generate {
+        /// Print a `whsk_` signing key for the sender and its `whpk_` public
+        /// key for the receivers' `public_keys`, one labelled line each.
+        #[arg(long)]
+        v1a: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -83,11 +93,21 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Default) => commands::print_default_config(),
-        Command::Keys(KeysCommand::Generate) => {
+        Command::Keys(KeysCommand::Generate { v1a: false }) => {
             println!("{}", floorwatch_protocol::Secret::generate().expose());
             Ok(())
         }
+        Command::Keys(KeysCommand::Generate { v1a: true }) => {
+            let signing_key = floorwatch_protocol::SigningKey::generate();
+            println!("signing key: {}", signing_key.expose());
+            println!("public key: {}", signing_key.public_key());
+            Ok(())
+        }
         Command::Broker(args) => commands::broker(args),
+        // One thread is plenty for a few sensors and keeps the agent small
+        // on a Pi; sensor reads run on the blocking pool.
+        Command::Edge(args) => floorwatch::current_thread_runtime()?.block_on(commands::edge(args)),
+        Command::Deliveries(args) => deliveries::run(args),
         command => floorwatch::runtime()?.block_on(run_async(command)),
     }
 }
@@ -95,12 +115,15 @@ fn run(command: Command) -> anyhow::Result<()> {
 async fn run_async(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => up::run(args).await,
-        Command::Edge(args) => commands::edge(args).await,
         Command::Bridge(args) => commands::bridge(args).await,
         Command::Scheduler(args) => commands::scheduler(args).await,
         Command::Replay(args) => commands::replay(args).await,
         Command::Loadgen(args) => floorwatch::loadgen::command(args).await,
-        Command::Broker(_) | Command::Config(_) | Command::Keys(_) => {
+        Command::Broker(_)
+        | Command::Edge(_)
+        | Command::Config(_)
+        | Command::Keys(_)
+        | Command::Deliveries(_) => {
             unreachable!("handled without a runtime")
         }
     }

@@ -4,6 +4,8 @@
 //! `{"Temperature": 31.5, "name": "oven-1"}` for the configured default
 //! site. Payloads go through the same parser as MQTT readings, and the
 //! response comes after the readings are committed.
+//!
+//! The same listener serves the operator routes of [`crate::http_admin`].
 
 use std::net::SocketAddr;
 
@@ -18,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpSettings;
+use crate::http_admin::AdminState;
 use crate::ingest::Queued;
 use crate::pipeline::{rejection_code, Inbound};
 use crate::BridgeError;
@@ -80,11 +83,12 @@ impl ApiError {
     }
 }
 
-/// Binds `settings.listen` and serves until `shutdown` fires. Returns the
-/// bound address and the server task.
+/// Binds `settings.listen` and serves ingest and the operator routes until
+/// `shutdown` fires. Returns the bound address and the server task.
 pub async fn start(
     settings: &HttpSettings,
     queue_tx: mpsc::Sender<Queued>,
+    admin: AdminState,
     shutdown: CancellationToken,
 ) -> Result<
     (
@@ -114,7 +118,9 @@ pub async fn start(
     let app = Route::new()
         .at("/readings", post(post_readings))
         .at("/test-webhook", post(post_test_webhook))
-        .data(state);
+        .nest("/", crate::http_admin::routes())
+        .data(state)
+        .data(admin);
     tracing::info!(%addr, "HTTP ingest ready");
     let serve = async move {
         Server::new_with_acceptor(acceptor)

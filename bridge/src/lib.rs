@@ -10,7 +10,9 @@ pub mod delivery;
 pub mod guard;
 pub mod health;
 pub mod http;
+pub mod http_admin;
 mod ingest;
+pub mod metrics;
 pub mod mqtt;
 pub mod mutes;
 pub mod pipeline;
@@ -38,7 +40,7 @@ pub use config::{
 };
 pub use reload::{watch_config_file, Reloader};
 pub use stats::StatsSnapshot;
-pub use store::{Store, StoreError};
+pub use store::{DeliveryFilter, DeliveryStatus, DeliverySummary, Store, StoreError};
 
 use crate::delivery::{redact, Endpoint, Worker};
 use crate::ingest::Queued;
@@ -213,7 +215,10 @@ pub async fn start(
     let ingest = ingest::run(ingest, cancel.clone());
     // Bound before any task starts, so a taken port stops nothing running.
     let http = match config.http.enabled {
-        true => Some(http::start(&config.http, queue_tx.clone(), cancel.clone()).await?),
+        true => {
+            let admin = admin_state(&config, &stats, &workers).await?;
+            Some(http::start(&config.http, queue_tx.clone(), admin, cancel.clone()).await?)
+        }
         false => None,
     };
     let mut tasks = spawn_tasks(&cancel, ingest, mqtt_loop, workers);
@@ -297,7 +302,7 @@ async fn build_workers(
     stats: &Arc<Stats>,
 ) -> Result<Vec<Worker>, BridgeError> {
     let mut workers = Vec::new();
-    for endpoint_config in &config.endpoints {
+    for endpoint_config in config.endpoints.iter().filter(|e| e.enabled) {
         let endpoint = Endpoint::new(endpoint_config)?;
         let path = config.database.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&path))
@@ -312,6 +317,26 @@ async fn build_workers(
         });
     }
     Ok(workers)
+}
+
+/// Opens the database connection of the operator routes.
+async fn admin_state(
+    config: &BridgeConfig,
+    stats: &Arc<Stats>,
+    workers: &[Worker],
+) -> Result<http_admin::AdminState, BridgeError> {
+    let path = config.database.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        .await
+        .map_err(|error| BridgeError::Task(format!("opening the database: {error}")))??;
+    Ok(http_admin::AdminState {
+        store: Arc::new(Mutex::new(store)),
+        stats: Arc::clone(stats),
+        wakers: workers
+            .iter()
+            .map(|worker| Arc::clone(&worker.wake))
+            .collect(),
+    })
 }
 
 /// Returns the config as JSON with passwords, secrets and URL query strings

@@ -4,7 +4,7 @@
 //!
 //! Reloaded are `rules`, `health`, `overrides`, `reminders`, `silences` and
 //! `maintenance`. The MQTT connection, the database, the endpoints, the
-//! retry schedule and the HTTP listener need a restart. A reload that
+//! retry schedule, the HTTP listener and `max_sensors` need a restart. A reload that
 //! changes them logs a warning and keeps the running values.
 
 use std::future::Future;
@@ -72,12 +72,13 @@ impl Reloader {
 /// warning about each one that differs.
 fn keep_fixed_sections(current: &BridgeConfig, next: &mut BridgeConfig) {
     let differs = |a: &dyn erased::Json, b: &dyn erased::Json| a.json() != b.json();
-    let sections: [(&str, bool); 5] = [
+    let sections: [(&str, bool); 6] = [
         ("mqtt", differs(&current.mqtt, &next.mqtt)),
         ("database", current.database != next.database),
         ("endpoints", differs(&current.endpoints, &next.endpoints)),
         ("delivery", differs(&current.delivery, &next.delivery)),
         ("http", differs(&current.http, &next.http)),
+        ("max_sensors", current.max_sensors != next.max_sensors),
     ];
     for (section, changed) in sections {
         if changed {
@@ -92,6 +93,7 @@ fn keep_fixed_sections(current: &BridgeConfig, next: &mut BridgeConfig) {
     next.endpoints = current.endpoints.clone();
     next.delivery = current.delivery.clone();
     next.http = current.http.clone();
+    next.max_sensors = current.max_sensors;
 }
 
 mod erased {

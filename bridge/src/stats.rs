@@ -20,6 +20,8 @@ pub struct StatsSnapshot {
     pub duplicates: u64,
     /// Readings older than the sensor's newest one, not evaluated.
     pub out_of_order: u64,
+    /// Readings never received, judged by jumps in a sensor's `seq`.
+    pub readings_missing: u64,
     pub incidents_opened: u64,
     /// `incident.updated` events: severity changes and reminders.
     pub incidents_updated: u64,
@@ -46,6 +48,8 @@ pub struct StatsSnapshot {
     pub dead_letters: u64,
     /// Outbox rows waiting for delivery.
     pub outbox_pending: u64,
+    /// Endpoints disabled by a `410 Gone` and not yet enabled again.
+    pub endpoints_disabled: u64,
     pub mqtt_connected: bool,
     /// True once the broker acknowledged the reading subscription on the
     /// current connection; readings published before that may be lost.
@@ -61,6 +65,7 @@ pub struct Stats {
     rejected_by_reason: Mutex<BTreeMap<String, u64>>,
     pub duplicates: AtomicU64,
     pub out_of_order: AtomicU64,
+    pub readings_missing: AtomicU64,
     pub incidents_opened: AtomicU64,
     pub incidents_updated: AtomicU64,
     pub incidents_resolved: AtomicU64,
@@ -76,8 +81,45 @@ pub struct Stats {
     pub delivery_attempts_failed: AtomicU64,
     pub dead_letters: AtomicU64,
     pub outbox_pending: AtomicU64,
+    pub endpoints_disabled: AtomicU64,
+    /// Latency of delivery attempts that got a response or an error.
+    pub delivery_latency: LatencyHistogram,
     pub mqtt_connected: AtomicBool,
     pub mqtt_subscribed: AtomicBool,
+}
+
+/// Upper bounds, in milliseconds, of the delivery latency buckets.
+pub const LATENCY_BUCKETS_MS: [u64; 11] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 15000];
+
+/// A histogram of latencies with the buckets of [`LATENCY_BUCKETS_MS`]
+/// and one more for anything slower.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    counts: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    sum_ms: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Records one latency.
+    pub fn observe(&self, latency_ms: u64) {
+        let index = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|bound| latency_ms <= *bound)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        bump(&self.counts[index]);
+        self.sum_ms.fetch_add(latency_ms, Ordering::Relaxed);
+    }
+
+    /// Returns the count of each bucket (not cumulative) and the sum in
+    /// milliseconds.
+    pub fn snapshot(&self) -> (Vec<u64>, u64) {
+        let counts = self
+            .counts
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .collect();
+        (counts, self.sum_ms.load(Ordering::Relaxed))
+    }
 }
 
 /// Adds one to `counter`.
@@ -105,6 +147,15 @@ impl Stats {
             });
     }
 
+    /// Counts one endpoint fewer as disabled, stopping at zero.
+    pub fn endpoint_enabled(&self) {
+        let _ =
+            self.endpoints_disabled
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+                    Some(count.saturating_sub(1))
+                });
+    }
+
     /// Copies every counter.
     pub fn snapshot(&self) -> StatsSnapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -119,6 +170,7 @@ impl Stats {
             rejected_by_reason,
             duplicates: load(&self.duplicates),
             out_of_order: load(&self.out_of_order),
+            readings_missing: load(&self.readings_missing),
             incidents_opened: load(&self.incidents_opened),
             incidents_updated: load(&self.incidents_updated),
             incidents_resolved: load(&self.incidents_resolved),
@@ -134,6 +186,7 @@ impl Stats {
             delivery_attempts_failed: load(&self.delivery_attempts_failed),
             dead_letters: load(&self.dead_letters),
             outbox_pending: load(&self.outbox_pending),
+            endpoints_disabled: load(&self.endpoints_disabled),
             mqtt_connected: self.mqtt_connected.load(Ordering::Relaxed),
             mqtt_subscribed: self.mqtt_subscribed.load(Ordering::Relaxed),
         }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Measures the release `floorwatch edge` on this machine:
+# Measures the release `floorwatch-edge` agent binary on this machine
+# (build it with `cargo build --release -p floorwatch-edge --bin floorwatch-edge`):
 #   1. resident memory and CPU with one simulated sensor at 1 reading/s for
 #      DURATION seconds (default 60), from /proc/PID/status and /proc/PID/stat;
 #   2. outbox drain rate: fill the outbox with the broker unreachable, then
@@ -12,7 +13,7 @@ set -euo pipefail
 duration=${1:-60}
 fill_seconds=${2:-10}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bin="$root/target/release/floorwatch"
+bin="$root/target/release/floorwatch-edge"
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -51,7 +52,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 pids+=($!)
 sleep 0.5
 write_config 1000 "$work/steady.db"
-"$bin" edge --config "$work/edge.toml" 2>"$work/steady.log" &
+"$bin" --config "$work/edge.toml" 2>"$work/steady.log" &
 agent=$!
 pids+=($agent)
 sleep 2
@@ -68,7 +69,7 @@ echo "steady: duration_s=$duration rss_kib=$rss peak_rss_kib=$hwm cpu_percent=$c
 # 2. Drain after an outage: fill with the broker stopped.
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 write_config 1 "$work/outage.db"
-"$bin" edge --config "$work/edge.toml" 2>"$work/fill.log" &
+"$bin" --config "$work/edge.toml" 2>"$work/fill.log" &
 agent=$!
 sleep "$fill_seconds"
 kill -TERM "$agent"; wait "$agent" || true
@@ -83,7 +84,7 @@ sub=$!
 sleep 0.5
 write_config 3600000 "$work/outage.db"
 started=$(date +%s.%N)
-"$bin" edge --config "$work/edge.toml" 2>"$work/drain.log" &
+"$bin" --config "$work/edge.toml" 2>"$work/drain.log" &
 agent=$!
 pids+=($agent)
 wait "$sub"

@@ -36,11 +36,13 @@ fn default_interval_ms() -> u64 {
 /// in the list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SensorConfigError {
-    #[error("sensors[{index}].{field} is invalid: {source}")]
+    /// The message includes `reason`, which says how to fix the id, and
+    /// `source()` returns `None` so that a chain printer shows it once.
+    #[error("sensors[{index}].{field} is invalid: {reason}")]
     InvalidId {
         index: usize,
         field: &'static str,
-        source: IdError,
+        reason: IdError,
     },
     #[error(
         "sensors[{index}].interval_ms is 0: set the sampling period in milliseconds, at least 1"
@@ -77,10 +79,10 @@ impl SimulatedSensorConfig {
     /// Validates the entry at position `index` and builds its sensor.
     pub fn build(&self, index: usize) -> Result<SimulatedSensor, SensorConfigError> {
         let invalid_id = |field| {
-            move |source| SensorConfigError::InvalidId {
+            move |reason| SensorConfigError::InvalidId {
                 index,
                 field,
-                source,
+                reason,
             }
         };
         let site = Id::parse(&self.site).map_err(invalid_id("site"))?;

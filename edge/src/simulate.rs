@@ -13,18 +13,21 @@ use crate::publisher::{PublishError, Publisher, PublisherHandle};
 use crate::sensor::Sensor;
 
 /// Error that stopped the sampling loop before it was cancelled.
+///
+/// The loop logs these errors with `Display` only, so each message includes
+/// its cause and no variant reports it again as `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
     #[error(transparent)]
     Config(#[from] SensorConfigError),
-    #[error("failed to publish a reading of site {site} sensor {sensor}: {source}")]
+    #[error("failed to publish a reading of site {site} sensor {sensor}: {error}")]
     Publish {
         site: String,
         sensor: String,
-        source: PublishError,
+        error: PublishError,
     },
-    #[error("sampling task failed: {source}")]
-    Task { source: tokio::task::JoinError },
+    #[error("sampling task failed: {error}")]
+    Task { error: tokio::task::JoinError },
 }
 
 /// Samples the simulated sensors in `sensors` and publishes their readings
@@ -59,7 +62,7 @@ pub async fn run_simulated(
 
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
-        let result = joined.map_err(|source| EdgeError::Task { source });
+        let result = joined.map_err(|error| EdgeError::Task { error });
         if let Err(error) = result.and_then(|sampled| sampled) {
             tracing::error!(%error, "sampling stopped");
             stop.cancel();
@@ -91,10 +94,10 @@ async fn sample_loop(
             () = stop.cancelled() => return Ok(()),
             published = publisher.publish(&reading) => published,
         };
-        published.map_err(|source| EdgeError::Publish {
+        published.map_err(|error| EdgeError::Publish {
             site: sensor.site().to_string(),
             sensor: sensor.sensor().to_string(),
-            source,
+            error,
         })?;
         tracing::trace!(
             site = %reading.site,

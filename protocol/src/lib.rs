@@ -17,4 +17,7 @@ pub use event::{Condition, Event, EventType, IncidentData, Severity, WindowPoint
 pub use id::{Id, IdError};
 pub use reading::{parse_payload, Quality, Reading, Rejection, MAX_PAYLOAD_BYTES};
 pub use topic::Topics;
-pub use webhook::{Secret, SecretError, Verifier, VerifyError};
+pub use webhook::{
+    PublicKey, PublicKeyError, Secret, SecretError, SigningKey, SigningKeyError, Verifier,
+    VerifyError,
+};

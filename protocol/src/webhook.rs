@@ -1,9 +1,14 @@
-//! Standard Webhooks v1 signing and verification (HMAC-SHA256).
+//! Standard Webhooks signing and verification: `v1` (HMAC-SHA256) with
+//! `whsec_` secrets, and the optional asymmetric `v1a` (ed25519) with
+//! `whsk_` signing keys and `whpk_` public keys (see [`asymmetric`]).
 //!
-//! The signed content is `{webhook-id}.{webhook-timestamp}.{body}`, the
-//! signature is `v1,` followed by the padded standard base64 of the MAC, and
-//! `webhook-signature` lists one signature per secret, separated by single
-//! spaces, so that a receiver keeps working while secrets are rotated.
+//! The signed content is `{webhook-id}.{webhook-timestamp}.{body}`. A
+//! signature is its identifier (`v1` or `v1a`), a comma and the padded
+//! standard base64 of the MAC or ed25519 signature. `webhook-signature`
+//! lists one signature per key, separated by single spaces, so that a
+//! receiver keeps working while keys are rotated or the scheme changes.
+//! Receivers trust only the secrets and public keys in their configuration,
+//! never a key sent with the request.
 //! Source: the Standard Webhooks specification, `spec/standard-webhooks.md`.
 
 use std::fmt;
@@ -14,6 +19,10 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
+
+pub mod asymmetric;
+
+pub use asymmetric::{PublicKey, PublicKeyError, SigningKey, SigningKeyError};
 
 /// Header carrying the message id, identical on every retry.
 pub const HEADER_ID: &str = "webhook-id";
@@ -106,6 +115,25 @@ pub fn signature_header(secrets: &[Secret], msg_id: &str, timestamp: i64, body: 
         .join(" ")
 }
 
+/// Returns a `webhook-signature` value that mixes both schemes: one `v1`
+/// signature per secret, then one `v1a` signature per signing key, separated
+/// by single spaces. A receiver that trusts any one of these keys accepts it.
+pub fn mixed_signature_header(
+    secrets: &[Secret],
+    signing_keys: &[SigningKey],
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    let v1 = secrets
+        .iter()
+        .map(|secret| secret.sign(msg_id, timestamp, body));
+    let v1a = signing_keys
+        .iter()
+        .map(|key| key.sign_v1a(msg_id, timestamp, body));
+    v1.chain(v1a).collect::<Vec<_>>().join(" ")
+}
+
 /// Why a delivery failed verification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -120,27 +148,46 @@ pub enum VerifyError {
         ahead_secs: i64,
         tolerance_secs: i64,
     },
-    #[error("no signature in webhook-signature matches a configured secret")]
+    #[error("no signature in webhook-signature matches a configured secret or public key")]
     NoMatchingSignature,
 }
 
-/// Verifies deliveries against one or more secrets.
+/// Verifies deliveries against secrets (`v1`) and public keys (`v1a`).
 #[derive(Debug, Clone)]
 pub struct Verifier {
     secrets: Vec<Secret>,
+    public_keys: Vec<PublicKey>,
     tolerance: Duration,
 }
 
 impl Verifier {
-    /// Creates a verifier that accepts a signature made with any of
+    /// Creates a verifier that accepts a `v1` signature made with any of
     /// `secrets` and a timestamp within `tolerance` of the receiver's clock.
     pub fn new(secrets: Vec<Secret>, tolerance: Duration) -> Self {
-        Self { secrets, tolerance }
+        Self::with_public_keys(secrets, Vec::new(), tolerance)
+    }
+
+    /// Creates a verifier that accepts a `v1` signature made with any of
+    /// `secrets` or a `v1a` signature that verifies under any of
+    /// `public_keys`, and a timestamp within `tolerance` of the receiver's
+    /// clock. Either list may be empty.
+    pub fn with_public_keys(
+        secrets: Vec<Secret>,
+        public_keys: Vec<PublicKey>,
+        tolerance: Duration,
+    ) -> Self {
+        Self {
+            secrets,
+            public_keys,
+            tolerance,
+        }
     }
 
     /// Verifies one delivery. `now` is the receiver's Unix time in seconds.
     ///
-    /// Each signature is compared in constant time.
+    /// Each `v1` signature is compared in constant time, and each `v1a`
+    /// signature is checked with ed25519 strict verification. Entries with
+    /// another identifier or invalid base64 are skipped.
     pub fn verify(
         &self,
         msg_id: Option<&str>,
@@ -172,6 +219,16 @@ impl Verifier {
             });
         }
 
+        if self.matches_v1(signatures, msg_id, timestamp, body)
+            || self.matches_v1a(signatures, msg_id, timestamp, body)
+        {
+            return Ok(());
+        }
+        Err(VerifyError::NoMatchingSignature)
+    }
+
+    /// Returns whether a listed `v1` signature matches a secret.
+    fn matches_v1(&self, signatures: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> bool {
         let candidates: Vec<Vec<u8>> = signatures
             .split(' ')
             .filter_map(|entry| entry.strip_prefix("v1,"))
@@ -184,11 +241,36 @@ impl Verifier {
                     .verify_slice(candidate)
                     .is_ok()
                 {
-                    return Ok(());
+                    return true;
                 }
             }
         }
-        Err(VerifyError::NoMatchingSignature)
+        false
+    }
+
+    /// Returns whether a listed `v1a` signature verifies under a public key.
+    ///
+    /// NOTE: the cost is one ed25519 verification per listed `v1a` entry and
+    /// public key, and only the HTTP server's header size limit bounds the
+    /// number of entries.
+    fn matches_v1a(&self, signatures: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> bool {
+        if self.public_keys.is_empty() {
+            return false;
+        }
+        let candidates: Vec<_> = signatures
+            .split(' ')
+            .filter_map(|entry| entry.strip_prefix(asymmetric::V1A_PREFIX))
+            .filter_map(asymmetric::decode_v1a)
+            .collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        let content = asymmetric::signed_content(msg_id, timestamp, body);
+        self.public_keys.iter().any(|key| {
+            candidates
+                .iter()
+                .any(|signature| key.verifies(&content, signature))
+        })
     }
 }
 
@@ -306,6 +388,149 @@ mod tests {
             verifier.verify(Some("m"), Some("1"), Some("v2,abc v1,!!"), b"", 1),
             Err(VerifyError::NoMatchingSignature)
         );
+    }
+
+    /// A fixed `v1a` vector: the RFC 8032 test 1 key pair, and the body of
+    /// the specification's signed-content example. The signature was
+    /// computed with Python's `cryptography` 48.0.0 and checked here.
+    const V1A_SIGNING_KEY: &str = "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2DXWpgBgrEKt9VL/tPJZAc6DuFy89qmIyWvAhpo9wdRGg==";
+    const V1A_PUBLIC_KEY: &str = "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    const V1A_ID: &str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
+    const V1A_TIMESTAMP: i64 = 1674087231;
+    const V1A_BODY: &str = r#"{"type":"contact.created","timestamp":"2022-11-03T20:26:10.344522Z","data":{"id":"1f81eb52-5198-4599-803e-771906343485"}}"#;
+    const V1A_SIGNATURE: &str = "v1a,pbpYBMlty2hExn4zt0UTGb6BaP2Vq5AfyzjB9GGV3x/wCJKd8UjOCf8Qhaji6TKY9C5eNMnlF0GG4udaO6B7Ag==";
+
+    fn v1a_verifier(public_keys: Vec<PublicKey>) -> Verifier {
+        Verifier::with_public_keys(Vec::new(), public_keys, DEFAULT_TOLERANCE)
+    }
+
+    fn verify_v1a_vector(
+        verifier: &Verifier,
+        signature: &str,
+        body: &str,
+    ) -> Result<(), VerifyError> {
+        let timestamp = V1A_TIMESTAMP.to_string();
+        verifier.verify(
+            Some(V1A_ID),
+            Some(&timestamp),
+            Some(signature),
+            body.as_bytes(),
+            V1A_TIMESTAMP + 10,
+        )
+    }
+
+    #[test]
+    fn v1a_vector_signs() {
+        let key = SigningKey::parse(V1A_SIGNING_KEY).unwrap();
+        assert_eq!(key.public_key().to_string(), V1A_PUBLIC_KEY);
+        let signature = key.sign_v1a(V1A_ID, V1A_TIMESTAMP, V1A_BODY.as_bytes());
+        assert_eq!(signature, V1A_SIGNATURE);
+    }
+
+    #[test]
+    fn v1a_vector_verifies() {
+        let verifier = v1a_verifier(vec![PublicKey::parse(V1A_PUBLIC_KEY).unwrap()]);
+        assert_eq!(
+            verify_v1a_vector(&verifier, V1A_SIGNATURE, V1A_BODY),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn v1a_rejects_tampered_body_and_wrong_key() {
+        let public_key = PublicKey::parse(V1A_PUBLIC_KEY).unwrap();
+        let verifier = v1a_verifier(vec![public_key]);
+        let tampered = V1A_BODY.replace("contact.created", "contact.deleted");
+        assert_eq!(
+            verify_v1a_vector(&verifier, V1A_SIGNATURE, &tampered),
+            Err(VerifyError::NoMatchingSignature)
+        );
+
+        let other = v1a_verifier(vec![SigningKey::generate().public_key()]);
+        assert_eq!(
+            verify_v1a_vector(&other, V1A_SIGNATURE, V1A_BODY),
+            Err(VerifyError::NoMatchingSignature)
+        );
+
+        let no_public_keys = Verifier::new(vec![Secret::generate()], DEFAULT_TOLERANCE);
+        assert_eq!(
+            verify_v1a_vector(&no_public_keys, V1A_SIGNATURE, V1A_BODY),
+            Err(VerifyError::NoMatchingSignature)
+        );
+
+        // A v1a signature presented as v1 must not match anything.
+        let relabelled = V1A_SIGNATURE.replacen("v1a,", "v1,", 1);
+        assert_eq!(
+            verify_v1a_vector(&verifier, &relabelled, V1A_BODY),
+            Err(VerifyError::NoMatchingSignature)
+        );
+    }
+
+    #[test]
+    fn v1a_checks_timestamp_tolerance() {
+        let key = SigningKey::generate();
+        let verifier = v1a_verifier(vec![key.public_key()]);
+        let signature = key.sign_v1a("msg_1", 1000, b"{}");
+        assert_eq!(verify_one(&verifier, &signature, "{}", 1000), Ok(()));
+        assert!(matches!(
+            verify_one(&verifier, &signature, "{}", 1000 + 600),
+            Err(VerifyError::TimestampTooOld { age_secs: 600, .. })
+        ));
+        assert!(matches!(
+            verify_one(&verifier, &signature, "{}", 1000 - 600),
+            Err(VerifyError::TimestampTooNew {
+                ahead_secs: 600,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn mixed_header_verifies_with_either_key() {
+        let secret = Secret::generate();
+        let signing_key = SigningKey::generate();
+        let header = mixed_signature_header(
+            std::slice::from_ref(&secret),
+            std::slice::from_ref(&signing_key),
+            "msg_1",
+            1000,
+            b"{}",
+        );
+        let entries: Vec<&str> = header.split(' ').collect();
+        assert_eq!(entries.len(), 2);
+        assert!(entries[0].starts_with("v1,"), "{header}");
+        assert!(entries[1].starts_with("v1a,"), "{header}");
+
+        let by_secret = Verifier::new(vec![secret], DEFAULT_TOLERANCE);
+        assert_eq!(verify_one(&by_secret, &header, "{}", 1000), Ok(()));
+        let by_public_key = v1a_verifier(vec![signing_key.public_key()]);
+        assert_eq!(verify_one(&by_public_key, &header, "{}", 1000), Ok(()));
+
+        let strangers = Verifier::with_public_keys(
+            vec![Secret::generate()],
+            vec![SigningKey::generate().public_key()],
+            DEFAULT_TOLERANCE,
+        );
+        assert_eq!(
+            verify_one(&strangers, &header, "{}", 1000),
+            Err(VerifyError::NoMatchingSignature)
+        );
+    }
+
+    #[test]
+    fn verifier_debug_hides_secrets() {
+        let secret = Secret::generate();
+        let verifier = Verifier::with_public_keys(
+            vec![secret.clone()],
+            vec![PublicKey::parse(V1A_PUBLIC_KEY).unwrap()],
+            DEFAULT_TOLERANCE,
+        );
+        let debug = format!("{verifier:?}");
+        assert!(
+            !debug.contains(&secret.expose()["whsec_".len()..]),
+            "{debug}"
+        );
+        assert!(debug.contains(V1A_PUBLIC_KEY), "{debug}");
     }
 
     #[test]

@@ -27,15 +27,15 @@ struct ReassignBody {
 /// Maximum size of an action's JSON body.
 const MAX_ACTION_BODY_BYTES: usize = 4096;
 
-/// Builds the action named `name`; `assignee` is required for `reassign`.
+/// Builds the action named `name`; `assignee` is required for `reassign`
+/// and must be an identifier as it is, without surrounding whitespace.
 pub fn parse_action(name: &str, assignee: Option<&str>) -> Result<Action, ApiError> {
     match name {
         "acknowledge" => Ok(Action::Acknowledge),
         "start" => Ok(Action::Start),
         "complete" => Ok(Action::Complete),
         "reassign" => {
-            let text = assignee.map(str::trim).unwrap_or_default();
-            let assignee = Id::parse(text).map_err(|_| {
+            let assignee = Id::parse(assignee.unwrap_or_default()).map_err(|_| {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_assignee",

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use floorwatch_protocol::WindowPoint;
 use serde::Serialize;
 
+use crate::display::format_reading;
+
 /// Width of the chart's view box.
 const WIDTH: f64 = 640.0;
 /// Height of the chart's view box.
@@ -82,7 +84,7 @@ pub fn layout(
         .join(" ");
     let level = |value: f64, name: &str| Level {
         y: format!("{:.1}", y_of(value)),
-        label: format!("{name} {value} {unit}").trim().to_owned(),
+        label: format!("{name} {}", format_reading(value, unit)),
     };
     Some(Chart {
         width: WIDTH,
@@ -123,7 +125,7 @@ fn value_range(window: &[WindowPoint], threshold: f64, clear_threshold: Option<f
 fn level_label(y: f64, value: f64, unit: &str) -> Level {
     Level {
         y: format!("{y:.1}"),
-        label: format!("{value:.1} {unit}"),
+        label: format_reading(value, unit),
     }
 }
 

@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use floorwatch_protocol::{Secret, SecretError};
+use floorwatch_protocol::{PublicKey, PublicKeyError, Secret, SecretError, Verifier};
 use serde::{Deserialize, Serialize};
 
 use crate::assign::{
@@ -33,6 +33,11 @@ pub struct SchedulerConfig {
     /// Webhook secrets (`whsec_` + base64). A delivery is accepted when it is
     /// signed with any of them, which allows rotation.
     pub secrets: Vec<String>,
+    /// Ed25519 public keys (`whpk_` + base64) of senders that sign with
+    /// Standard Webhooks `v1a`. A delivery is accepted when one of its `v1a`
+    /// signatures verifies under any of them. The matching `whsk_` signing
+    /// key stays with the sender.
+    pub public_keys: Vec<String>,
     /// Maximum distance between `webhook-timestamp` and the local clock, in
     /// seconds.
     pub tolerance_secs: u64,
@@ -69,6 +74,7 @@ impl Default for SchedulerConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             database: PathBuf::from("floorwatch-data/scheduler.db"),
             secrets: Vec::new(),
+            public_keys: Vec::new(),
             tolerance_secs: 300,
             technicians: vec!["alex".into(), "sam".into()],
             rota: Vec::new(),
@@ -88,13 +94,26 @@ impl Default for SchedulerConfig {
 /// (except for secrets) and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// Neither `secrets` nor `public_keys` lists a key, so no delivery could
+    /// be verified.
     #[error(
-        "scheduler.secrets is empty: add at least one webhook secret \
-         (`floorwatch keys generate` makes one)"
+        "scheduler.secrets and scheduler.public_keys are both empty: add a \
+         webhook secret (`floorwatch keys generate` makes one) or a v1a public \
+         key (`floorwatch keys generate --v1a` makes a pair)"
     )]
     NoSecrets,
-    #[error("scheduler.secrets[{index}] is invalid: {source}")]
-    InvalidSecret { index: usize, source: SecretError },
+    /// The message includes `reason`, which says how to fix the secret, and
+    /// `source()` returns `None` so that a chain printer shows it once.
+    #[error("scheduler.secrets[{index}] is invalid: {reason}")]
+    InvalidSecret { index: usize, reason: SecretError },
+    /// `value` is shown only when it starts with `whpk_`, because any other
+    /// text there might be a secret pasted into the wrong field.
+    #[error("scheduler.public_keys[{index}]{} is invalid: {reason}", shown_value(.value))]
+    InvalidPublicKey {
+        index: usize,
+        value: Option<String>,
+        reason: PublicKeyError,
+    },
     #[error(transparent)]
     Roster(#[from] RosterError),
     #[error(transparent)]
@@ -117,6 +136,7 @@ impl SchedulerConfig {
     /// Checks every field and returns the first problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.parse_secrets()?;
+        self.parse_public_keys()?;
         self.roster()?;
         crate::auth::Auth::new(
             &self.users,
@@ -138,18 +158,44 @@ impl SchedulerConfig {
         Ok(())
     }
 
-    /// Parses `secrets`, rejecting an empty list.
+    /// Parses `secrets`. The list may be empty only when `public_keys` is
+    /// not.
     pub fn parse_secrets(&self) -> Result<Vec<Secret>, ConfigError> {
-        if self.secrets.is_empty() {
+        if self.secrets.is_empty() && self.public_keys.is_empty() {
             return Err(ConfigError::NoSecrets);
         }
         self.secrets
             .iter()
             .enumerate()
             .map(|(index, text)| {
-                Secret::parse(text).map_err(|source| ConfigError::InvalidSecret { index, source })
+                Secret::parse(text).map_err(|reason| ConfigError::InvalidSecret { index, reason })
             })
             .collect()
+    }
+
+    /// Parses `public_keys`.
+    pub fn parse_public_keys(&self) -> Result<Vec<PublicKey>, ConfigError> {
+        self.public_keys
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                PublicKey::parse(text).map_err(|reason| ConfigError::InvalidPublicKey {
+                    index,
+                    value: public_key_value(text),
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    /// Builds the webhook verifier from `secrets`, `public_keys` and
+    /// `tolerance_secs`.
+    pub fn verifier(&self) -> Result<Verifier, ConfigError> {
+        Ok(Verifier::with_public_keys(
+            self.parse_secrets()?,
+            self.parse_public_keys()?,
+            self.tolerance(),
+        ))
     }
 
     /// Parses `technicians`, `rota` and `assignment` into a roster.
@@ -173,8 +219,26 @@ impl SchedulerConfig {
     }
 }
 
+/// Returns an invalid `public_keys` entry for the error message when it
+/// starts with `whpk_`, cut to 80 characters.
+fn public_key_value(text: &str) -> Option<String> {
+    let text = text.trim();
+    text.starts_with("whpk_")
+        .then(|| text.chars().take(80).collect())
+}
+
+/// Formats the optional value of [`ConfigError::InvalidPublicKey`].
+fn shown_value(value: &Option<String>) -> String {
+    value
+        .as_ref()
+        .map(|value| format!(" {value:?}"))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
+    use floorwatch_protocol::SigningKey;
+
     use super::*;
 
     fn valid() -> SchedulerConfig {
@@ -253,6 +317,67 @@ mod tests {
             config.validate(),
             Err(ConfigError::BodyLimitTooSmall { value: 10 })
         );
+    }
+
+    #[test]
+    fn public_keys_alone_are_valid() {
+        let signing_key = SigningKey::generate();
+        let config = SchedulerConfig {
+            public_keys: vec![signing_key.public_key().to_string()],
+            ..SchedulerConfig::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.parse_secrets(), Ok(Vec::new()));
+        assert_eq!(
+            config.parse_public_keys(),
+            Ok(vec![signing_key.public_key()])
+        );
+        assert!(config.verifier().is_ok());
+    }
+
+    #[test]
+    fn invalid_public_key_names_field_value_and_fix() {
+        let mut config = valid();
+        config.public_keys = vec![
+            SigningKey::generate().public_key().to_string(),
+            "whpk_AAAA".into(),
+        ];
+        let error = config.validate().unwrap_err();
+        assert!(matches!(
+            error,
+            ConfigError::InvalidPublicKey {
+                index: 1,
+                reason: PublicKeyError::BadLength { len: 3 },
+                ..
+            }
+        ));
+        let message = error.to_string();
+        assert!(message.contains("scheduler.public_keys[1]"), "{message}");
+        assert!(message.contains("\"whpk_AAAA\""), "{message}");
+        assert!(message.contains("32 bytes"), "{message}");
+    }
+
+    #[test]
+    fn signing_key_in_public_keys_is_not_shown() {
+        let signing_key = SigningKey::generate().expose();
+        let secret = Secret::generate().expose();
+        for text in [signing_key, secret] {
+            let mut config = valid();
+            config.public_keys = vec![text.clone()];
+            let error = config.validate().unwrap_err();
+            assert!(matches!(
+                error,
+                ConfigError::InvalidPublicKey {
+                    index: 0,
+                    value: None,
+                    reason: PublicKeyError::SecretGiven { .. },
+                }
+            ));
+            let message = error.to_string();
+            let encoded = text.split_once('_').unwrap().1;
+            assert!(!message.contains(encoded), "{message}");
+            assert!(message.contains("whpk_"), "{message}");
+        }
     }
 
     #[test]

@@ -192,7 +192,9 @@ pub async fn form_action(
             ))
         }
     };
-    let result = match parse_action(&name, form.assignee.as_deref()) {
+    // Forms keep trimming the field; the JSON API takes the id exactly as sent.
+    let assignee = form.assignee.as_deref().map(str::trim);
+    let result = match parse_action(&name, assignee) {
         Ok(action) => perform(state, &id, action, actor).await,
         Err(error) => Err(error),
     };

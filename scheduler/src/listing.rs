@@ -89,12 +89,15 @@ fn filter(value: &Option<String>) -> Option<String> {
     present(value).map(shorten)
 }
 
+/// Parses a positive integer of at most `i64::MAX`, the bound that the
+/// OpenAPI document declares (int64), whatever the width of `usize`. A value
+/// above `usize::MAX` becomes `usize::MAX`.
 fn positive(name: &str, text: Option<&str>, default: usize) -> Result<usize, ApiError> {
     let Some(text) = text else {
         return Ok(default);
     };
-    match text.parse::<usize>() {
-        Ok(number) if number > 0 => Ok(number),
+    match text.parse::<i64>() {
+        Ok(number) if number > 0 => Ok(usize::try_from(number).unwrap_or(usize::MAX)),
         _ => Err(invalid_query(format!(
             "{name} {:?} is not a positive integer",
             shorten(text)
@@ -131,6 +134,10 @@ mod tests {
             .unwrap();
         assert_eq!(query.status, Some(TaskStatus::Open));
         assert_eq!(query.limit, MAX_LIST_LIMIT);
+        let query = params(&[("limit", "9223372036854775807")])
+            .to_query()
+            .unwrap();
+        assert_eq!(query.limit, MAX_LIST_LIMIT);
     }
 
     #[test]
@@ -163,6 +170,7 @@ mod tests {
             ("limit", "0"),
             ("limit", "ten"),
             ("page", "-1"),
+            ("page", "9223372036854775808"),
         ];
         for (key, value) in cases {
             let error = params(&[(key, value)]).to_query().unwrap_err();

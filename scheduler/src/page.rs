@@ -12,6 +12,7 @@ use poem::{handler, Request};
 use serde::Serialize;
 use tera::{Context, Tera};
 
+use crate::display::format_reading;
 use crate::error::ApiError;
 use crate::listing::ListParams;
 use crate::server::AppState;
@@ -81,7 +82,8 @@ pub struct TaskRow<'a> {
     pub id: i64,
     pub opened_at: String,
     pub opened_at_iso: String,
-    /// Value with its unit, such as `31.5 °C`.
+    /// Value with at most two decimals and its shortened unit, such as
+    /// `31.5 °C`.
     pub reading: String,
     pub sensor: &'a str,
     pub site: &'a str,
@@ -99,7 +101,7 @@ impl<'a> TaskRow<'a> {
             id: task.id,
             opened_at: format_time(task.opened_at),
             opened_at_iso: task.opened_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            reading: format!("{} {}", task.value, task.unit),
+            reading: format_reading(task.value, &task.unit),
             sensor: &task.sensor,
             site: &task.site,
             assignee: &task.assignee,

@@ -104,3 +104,35 @@ fn percent_encoding_keeps_unreserved() {
     assert_eq!(percent_encode("oven-1_a.b~"), "oven-1_a.b~");
     assert_eq!(percent_encode("a b/ü"), "a%20b%2F%C3%BC");
 }
+
+#[test]
+fn readings_show_two_decimals() {
+    let mut precise = task("oven-1", "°C");
+    precise.value = 10.88060276111111;
+    let html = render(&[precise]);
+    assert!(html.contains(">10.88 °C</td>"), "rounded reading missing");
+    assert!(!html.contains("10.8806"), "unrounded reading on page");
+}
+
+#[test]
+fn absurd_value_long_unit_shortened() {
+    let mut absurd = task("oven-1", &"u".repeat(200_000));
+    absurd.value = 1e300;
+    let html = render(&[absurd]);
+    assert!(html.contains(">1.00e300 uuuuuuuuuuuuuuu…</td>"), "reading");
+    assert!(html.len() < 20_000, "page is {} bytes", html.len());
+}
+
+#[test]
+fn long_values_wrap_in_cells() {
+    let html = render(&[task("oven-1", "°C")]);
+    assert!(html.contains("overflow-wrap: anywhere"));
+}
+
+#[test]
+fn task_count_is_pluralized() {
+    let one = render(&[task("oven-1", "°C")]);
+    assert!(one.contains("<strong>1</strong> task:"), "singular");
+    let two = render(&[task("oven-1", "°C"), task("oven-2", "°C")]);
+    assert!(two.contains("<strong>2</strong> tasks:"), "plural");
+}

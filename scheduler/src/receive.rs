@@ -19,6 +19,14 @@ use crate::store::{Delivery, DeliveryBody, Outcome};
 /// Maximum length of an `incident_id`, in characters.
 pub const MAX_INCIDENT_ID_CHARS: usize = 128;
 
+/// Maximum length of a `unit`, in characters. The bridge sends units such
+/// as `°C`, `%` or `°C/min`, and the page shows at most this many.
+pub const MAX_UNIT_CHARS: usize = 16;
+
+/// Maximum length of a `reason`, in characters. The bridge's reasons are one
+/// sentence of about 100 characters.
+pub const MAX_REASON_CHARS: usize = 1000;
+
 /// Maximum length of a `webhook-id`, in bytes. Standard Webhooks sets no
 /// maximum, so this is a chosen bound with room for UUIDs and prefixed ids.
 pub const MAX_WEBHOOK_ID_BYTES: usize = 256;
@@ -189,8 +197,9 @@ fn verify_error(error: &VerifyError) -> ApiError {
 ///
 /// Malformed JSON gives 400 `invalid_json`. A body without a string `type`,
 /// or an `incident.opened`, `incident.updated` or `incident.resolved` event
-/// whose data does not match the schema, gives 422 `invalid_event` naming
-/// the field. Other event types are returned as [`DeliveryBody::Ignored`].
+/// whose data does not match the schema or exceeds a length limit (such as
+/// [`MAX_UNIT_CHARS`] for `unit`), gives 422 `invalid_event` naming the
+/// field. Other event types are returned as [`DeliveryBody::Ignored`].
 pub fn parse_body(bytes: &[u8]) -> Result<DeliveryBody, ApiError> {
     let envelope: EnvelopeType = serde_json::from_slice(bytes).map_err(|error| {
         if error.is_data() {
@@ -250,6 +259,25 @@ fn check_incident(data: &IncidentData) -> Result<(), ApiError> {
     }
     if data.seq == 0 {
         return Err(invalid_event("field data.seq must be 1 or more"));
+    }
+    check_text("data.unit", &data.unit, MAX_UNIT_CHARS)?;
+    check_text("data.reason", &data.reason, MAX_REASON_CHARS)?;
+    Ok(())
+}
+
+/// Rejects a free-text `field` longer than `max_chars` characters or with
+/// control characters.
+fn check_text(field: &str, text: &str, max_chars: usize) -> Result<(), ApiError> {
+    let chars = text.chars().count();
+    if chars > max_chars {
+        return Err(invalid_event(format!(
+            "field {field} is {chars} characters long: send at most {max_chars}"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(invalid_event(format!(
+            "field {field} must not contain control characters"
+        )));
     }
     Ok(())
 }

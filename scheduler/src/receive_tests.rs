@@ -85,3 +85,33 @@ fn malformed_json_and_missing_type() {
     assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error.detail.contains("type"), "{}", error.detail);
 }
+
+#[test]
+fn long_unit_and_reason_are_rejected() {
+    let cases = [
+        ("unit", "u".repeat(MAX_UNIT_CHARS + 1)),
+        ("unit", "u".repeat(200_000)),
+        ("unit", "°C\n".to_owned()),
+        ("reason", "r".repeat(MAX_REASON_CHARS + 1)),
+        ("reason", "too hot\u{7}".to_owned()),
+    ];
+    for (field, text) in cases {
+        let mut event = opened_json();
+        event["data"][field] = json!(text);
+        let error = parse_value(&event).unwrap_err();
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        assert_eq!(error.code, "invalid_event", "{field}");
+        let named = format!("field data.{field}");
+        assert!(error.detail.contains(&named), "{}", error.detail);
+        assert!(error.detail.len() < 200, "detail repeats the text");
+    }
+}
+
+#[test]
+fn units_up_to_the_limit_are_accepted() {
+    for unit in ["°C", "%", "°C/min", "", &"u".repeat(MAX_UNIT_CHARS)] {
+        let mut event = opened_json();
+        event["data"]["unit"] = json!(unit);
+        assert!(parse_value(&event).is_ok(), "unit {unit:?} rejected");
+    }
+}

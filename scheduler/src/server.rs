@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use floorwatch_protocol::Verifier;
 use poem::listener::TcpAcceptor;
-use poem::{get, post, EndpointExt, Route, Server};
+use poem::{EndpointExt, Route, Server};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -15,12 +15,13 @@ use crate::api::{get_task, healthz, list_tasks, readyz};
 use crate::assign::Roster;
 use crate::auth::{Auth, Sessions};
 use crate::config::SchedulerConfig;
-use crate::error::{ApiError, SchedulerError};
+use crate::error::{json_error, ApiError, SchedulerError};
 use crate::escalate::escalation_loop;
 use crate::forms::{form_action, login, login_page, logout};
 use crate::live::{task_events, Live};
+use crate::methods::{get, post};
 use crate::metrics::{serve_metrics, Metrics};
-use crate::openapi::openapi;
+use crate::openapi::{openapi, served_document};
 use crate::page::{operator_page, Page};
 use crate::receive::receive_webhook;
 use crate::store::{SqliteStore, StoreError, TaskStore};
@@ -40,6 +41,8 @@ pub(crate) struct AppState {
     pub live: Live,
     pub auth: Auth,
     pub metrics: Metrics,
+    /// The OpenAPI document as `GET /api/v1/openapi.json` serves it.
+    pub openapi: String,
     /// Queue of the group-commit writer that stores webhook deliveries.
     pub writer: DeliveryWriter,
     /// Cancelled on shutdown; ends the server-sent event streams.
@@ -149,15 +152,17 @@ fn app_state(
         roster.clone(),
         config.keep_open_on_resolve,
     );
+    let openapi_document = served_document(&roster.ids());
     Ok(AppState {
         store,
-        verifier: Verifier::new(config.parse_secrets()?, config.tolerance()),
+        verifier: config.verifier()?,
         roster,
         max_body_bytes: config.max_body_bytes,
         page: Page::new().map_err(SchedulerError::Template)?,
         live: Live::default(),
         auth,
         metrics: Metrics::default(),
+        openapi: openapi_document,
         writer,
         shutdown,
     })
@@ -188,6 +193,14 @@ async fn serve(
 }
 
 fn routes(state: Arc<AppState>) -> impl poem::Endpoint + 'static {
+    // Every error under /api/v1, including a query string that does not
+    // parse and an unknown path, is sent as JSON `{"code", "detail"}`.
+    let api = Route::new()
+        .at("/tasks", get(list_tasks))
+        .at("/tasks/:id", get(get_task))
+        .at("/tasks/:id/:action", post(api_action))
+        .at("/openapi.json", get(openapi))
+        .catch_all_error(json_error);
     Route::new()
         .at("/", get(operator_page))
         .at("/webhooks", post(receive_webhook))
@@ -196,10 +209,7 @@ fn routes(state: Arc<AppState>) -> impl poem::Endpoint + 'static {
         .at("/tasks/:id/:action", post(form_action))
         .at("/login", get(login_page).post(login))
         .at("/logout", post(logout))
-        .at("/api/v1/tasks", get(list_tasks))
-        .at("/api/v1/tasks/:id", get(get_task))
-        .at("/api/v1/tasks/:id/:action", post(api_action))
-        .at("/api/v1/openapi.json", get(openapi))
+        .nest("/api/v1", api)
         .at("/events", get(task_events))
         .at("/metrics", get(serve_metrics))
         .at("/healthz", get(healthz))

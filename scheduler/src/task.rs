@@ -11,6 +11,8 @@ use chrono::{DateTime, Utc};
 use floorwatch_protocol::{Condition, EventType, IncidentData, Severity};
 use serde::Serialize;
 
+use crate::display::format_reading;
+
 /// Actor recorded in the history for changes made by incident events.
 pub const ACTOR_BRIDGE: &str = "bridge";
 
@@ -209,12 +211,10 @@ pub fn plan_change(
 /// Returns the history text for one applied event.
 fn describe(event_type: EventType, data: &IncidentData) -> String {
     let reading = format!(
-        "{} {} {} (threshold {} {}), severity {}",
+        "{} {} (threshold {}), severity {}",
         data.metric,
-        data.value,
-        data.unit,
-        data.threshold,
-        data.unit,
+        format_reading(data.value, &data.unit),
+        format_reading(data.threshold, &data.unit),
         data.severity.as_str()
     );
     match event_type {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use tera::Context;
 
 use crate::chart;
+use crate::display::{format_reading, shorten, MAX_HISTORY_CHARS};
 use crate::error::ApiError;
 use crate::page::{format_time, TaskRow, Viewer};
 use crate::server::AppState;
@@ -35,7 +36,8 @@ struct TaskView<'a> {
 struct HistoryView<'a> {
     at: String,
     actor: &'a str,
-    change: &'a str,
+    /// The stored text, shortened to [`MAX_HISTORY_CHARS`].
+    change: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,7 +73,7 @@ pub fn task_context(
         incident_id: &task.incident_id,
         metric: &task.metric,
         rule: &task.rule,
-        threshold: format!("{} {}", task.threshold, task.unit),
+        threshold: format_reading(task.threshold, &task.unit),
         condition_text: match task.condition {
             Condition::Above => "above",
             Condition::Below => "below",
@@ -85,7 +87,7 @@ pub fn task_context(
         .map(|entry| HistoryView {
             at: format_time(entry.at),
             actor: &entry.actor,
-            change: &entry.change,
+            change: shorten(&entry.change, MAX_HISTORY_CHARS),
         })
         .collect();
     let deliveries: Vec<DeliveryView<'_>> = detail

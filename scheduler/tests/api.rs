@@ -165,7 +165,7 @@ async fn listing_filters_sorts_and_pages() {
 async fn task_page_draws_chart_and_escapes() {
     let (_dir, scheduler) = start().await;
     let mut event = incident_event("incident.opened", "inc-<b>", 1);
-    event["data"]["unit"] = json!("<script>x</script>");
+    event["data"]["unit"] = json!("<script>x");
     event["data"]["window"] = json!([
         {"time": "2024-05-01T11:59:00Z", "value": 29.0},
         {"time": "2024-05-01T11:59:30Z", "value": 30.5},

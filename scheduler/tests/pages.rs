@@ -31,7 +31,7 @@ async fn empty_page_says_so() {
 #[tokio::test]
 async fn page_escapes_untrusted_text() {
     let (_dir, scheduler) = start().await;
-    let script = "<script>alert(1)</script>";
+    let script = "<script>alert(";
     let mut event = incident_event("incident.opened", "inc-1", 1);
     event["data"]["unit"] = json!(script);
     assert_eq!(
@@ -41,7 +41,7 @@ async fn page_escapes_untrusted_text() {
 
     let page = scheduler.page().await;
     assert!(!page.contains(script), "unescaped script on page");
-    assert!(page.contains("31.5 &lt;script&gt;alert(1)&lt;&#x2F;script&gt;"));
+    assert!(page.contains("31.5 &lt;script&gt;alert("));
     scheduler.stop().await;
 }
 
@@ -149,4 +149,94 @@ async fn start_reports_bad_config_and_database() {
         .await
         .unwrap_err();
     assert!(matches!(error, SchedulerError::Store(_)), "{error}");
+}
+
+#[tokio::test]
+async fn page_rounds_values_api_keeps_them() {
+    let (_dir, scheduler) = start().await;
+    let mut event = incident_event("incident.opened", "inc-1", 1);
+    event["data"]["value"] = json!(10.88060276111111);
+    assert_eq!(
+        scheduler.deliver("msg_1", &body(&event)).await.status(),
+        200
+    );
+
+    let page = scheduler.page().await;
+    assert!(page.contains(">10.88 °C</td>"), "rounded reading missing");
+    assert!(!page.contains("10.8806"), "unrounded reading on page");
+    assert!(page.contains("<strong>1</strong> task:"), "singular count");
+    let tasks = scheduler.tasks().await;
+    assert_eq!(tasks[0]["value"], json!(10.88060276111111));
+
+    let second = body(&incident_event("incident.opened", "inc-2", 1));
+    scheduler.deliver("msg_2", &second).await;
+    assert!(scheduler.page().await.contains("<strong>2</strong> tasks:"));
+    scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_unit_and_reason_get_422() {
+    let (_dir, scheduler) = start().await;
+    let cases = [
+        ("unit", "u".repeat(17)),
+        ("unit", "u".repeat(200_000)),
+        ("reason", "r".repeat(1001)),
+    ];
+    for (index, (field, text)) in cases.into_iter().enumerate() {
+        let mut event = incident_event("incident.opened", "inc-1", 1);
+        event["data"][field] = json!(text);
+        let response = scheduler
+            .deliver(&format!("msg_{index}"), &body(&event))
+            .await;
+        assert_eq!(response.status(), 422, "{field}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["code"], "invalid_event");
+        let detail = error["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("data.{field}")), "{detail}");
+    }
+    assert!(scheduler.tasks().await.is_empty());
+    scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn api_errors_are_json() {
+    let (_dir, scheduler) = start().await;
+    let cases = [
+        (
+            "GET",
+            "/api/v1/tasks?status=open&status=completed",
+            400,
+            "invalid_query",
+        ),
+        ("GET", "/api/v1/tasks?limit=1&limit=2", 400, "invalid_query"),
+        ("GET", "/api/v1/tasks?status=done", 400, "invalid_query"),
+        ("GET", "/api/v1/nothing", 404, "route_not_found"),
+        (
+            "GET",
+            "/api/v1/tasks/1/acknowledge",
+            405,
+            "method_not_allowed",
+        ),
+        ("POST", "/api/v1/tasks", 405, "method_not_allowed"),
+        ("GET", "/api/v1/tasks/999", 404, "task_not_found"),
+    ];
+    for (method, path, status, code) in cases {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = scheduler
+            .client
+            .request(method.clone(), scheduler.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{method} {path}");
+        let content_type = response.headers()["content-type"].to_str().unwrap();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {path}: {content_type}"
+        );
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["code"], code, "{method} {path}");
+        assert!(error["detail"].is_string(), "{method} {path}: {error}");
+    }
+    scheduler.stop().await;
 }

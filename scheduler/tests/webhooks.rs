@@ -5,7 +5,7 @@ mod common;
 use chrono::Utc;
 use common::{body, incident_event, TestScheduler};
 use floorwatch_protocol::webhook::signature_header;
-use floorwatch_protocol::Secret;
+use floorwatch_protocol::{Secret, SigningKey};
 use serde_json::{json, Value};
 
 async fn start() -> (tempfile::TempDir, TestScheduler) {
@@ -135,6 +135,40 @@ async fn invalid_deliveries_are_rejected() {
 
     assert!(scheduler.tasks().await.is_empty());
     scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn v1a_delivery_needs_configured_public_key() {
+    let signing_key = SigningKey::generate();
+    let payload = body(&incident_event("incident.opened", "inc-1", 1));
+    let now = Utc::now().timestamp();
+    let signature = signing_key.sign_v1a("msg_1", now, &payload);
+
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("scheduler.db");
+    let without_key = TestScheduler::start(&database, &Secret::generate(), |_| {}).await;
+    let response = without_key
+        .post_raw("/webhooks", "msg_1", now, &signature, payload.clone())
+        .await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(error_code(response).await, "invalid_signature");
+    assert!(without_key.tasks().await.is_empty());
+    without_key.stop().await;
+
+    let public_key = signing_key.public_key().to_string();
+    let with_key = TestScheduler::start(&database, &Secret::generate(), |config| {
+        config.secrets.clear();
+        config.public_keys = vec![public_key];
+    })
+    .await;
+    let response = with_key
+        .post_raw("/webhooks", "msg_1", now, &signature, payload.clone())
+        .await;
+    assert_eq!(response.status(), 200);
+    let accepted: Value = response.json().await.unwrap();
+    assert_eq!(accepted["outcome"], "created");
+    assert_eq!(with_key.tasks().await.len(), 1);
+    with_key.stop().await;
 }
 
 #[tokio::test]

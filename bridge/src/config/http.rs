@@ -1,4 +1,4 @@
-//! `[bridge.http]`: the HTTP ingest endpoint for devices that can only POST.
+//! `[bridge.http]`: the HTTP listener for ingest, metrics and delivery routes.
 
 use std::net::SocketAddr;
 
@@ -11,7 +11,8 @@ use super::ConfigError;
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
-    /// Serve `POST /readings` and `POST /test-webhook`.
+    /// Serve `POST /readings`, `POST /test-webhook`, `/metrics` and the
+    /// delivery routes of `http_admin`.
     pub enabled: bool,
     /// Address to listen on.
     pub listen: SocketAddr,

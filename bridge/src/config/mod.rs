@@ -49,6 +49,10 @@ pub struct BridgeConfig {
     pub endpoints: Vec<EndpointConfig>,
     /// Retry schedule, `[bridge.delivery]`.
     pub delivery: DeliverySettings,
+    /// Sensors whose state the bridge keeps in memory; readings of further
+    /// new sensors are rejected with code `too_many_sensors`. Each sensor
+    /// costs a few kilobytes (its reading window and rule states).
+    pub max_sensors: usize,
 }
 
 impl Default for BridgeConfig {
@@ -65,6 +69,7 @@ impl Default for BridgeConfig {
             maintenance: Vec::new(),
             endpoints: Vec::new(),
             delivery: DeliverySettings::default(),
+            max_sensors: 50_000,
         }
     }
 }
@@ -116,6 +121,28 @@ pub struct EndpointConfig {
     /// Allows private, loopback and link-local destinations.
     #[serde(default)]
     pub allow_private: bool,
+    /// Sends to this endpoint. When false, no events are queued for it and
+    /// no worker runs; a `410 Gone` disables it in the database instead.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+    /// Events of different incidents sent at the same time. Events of one
+    /// incident are always sent one after another, in order.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Maximum requests per second (token bucket with a burst of one
+    /// second's worth). No limit when unset.
+    #[serde(default)]
+    pub rate_limit_per_sec: Option<f64>,
+    /// Consecutive failed attempts that open the circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// First pause of an open circuit breaker, in milliseconds; doubled
+    /// after each failed probe up to `breaker_max_cooldown_ms`.
+    #[serde(default = "default_breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: u64,
+    /// Maximum pause of an open circuit breaker, in milliseconds.
+    #[serde(default = "default_breaker_max_cooldown_ms")]
+    pub breaker_max_cooldown_ms: u64,
 }
 
 fn default_events() -> Vec<String> {
@@ -124,6 +151,26 @@ fn default_events() -> Vec<String> {
 
 fn default_timeout_secs() -> u64 {
     15
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+fn default_max_concurrency() -> usize {
+    4
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+
+fn default_breaker_cooldown_ms() -> u64 {
+    30_000
+}
+
+fn default_breaker_max_cooldown_ms() -> u64 {
+    3_600_000
 }
 
 impl EndpointConfig {
@@ -136,6 +183,12 @@ impl EndpointConfig {
             events: default_events(),
             timeout_secs: default_timeout_secs(),
             allow_private: false,
+            enabled: default_enabled(),
+            max_concurrency: default_max_concurrency(),
+            rate_limit_per_sec: None,
+            breaker_failures: default_breaker_failures(),
+            breaker_cooldown_ms: default_breaker_cooldown_ms(),
+            breaker_max_cooldown_ms: default_breaker_max_cooldown_ms(),
         }
     }
 
@@ -248,6 +301,13 @@ impl BridgeConfig {
                 ));
             }
         }
+        if self.max_sensors == 0 {
+            return Err(ConfigError::new(
+                "bridge.max_sensors",
+                self.max_sensors,
+                "use at least 1 sensor, such as 50000",
+            ));
+        }
         self.validate_delivery()
     }
 
@@ -359,6 +419,42 @@ fn validate_endpoint(path: &str, endpoint: &EndpointConfig) -> Result<(), Config
             format!("{path}.timeout_secs"),
             endpoint.timeout_secs,
             "use a timeout of at least 1 second",
+        ));
+    }
+    validate_endpoint_limits(path, endpoint)
+}
+
+fn validate_endpoint_limits(path: &str, endpoint: &EndpointConfig) -> Result<(), ConfigError> {
+    if !(1..=256).contains(&endpoint.max_concurrency) {
+        return Err(ConfigError::new(
+            format!("{path}.max_concurrency"),
+            endpoint.max_concurrency,
+            "use 1 to 256 requests in parallel, such as 4",
+        ));
+    }
+    if let Some(rate) = endpoint.rate_limit_per_sec {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(ConfigError::new(
+                format!("{path}.rate_limit_per_sec"),
+                rate,
+                "use a positive number of requests per second, or remove the key for no limit",
+            ));
+        }
+    }
+    if endpoint.breaker_failures == 0 {
+        return Err(ConfigError::new(
+            format!("{path}.breaker_failures"),
+            endpoint.breaker_failures,
+            "use at least 1 consecutive failure, such as 5",
+        ));
+    }
+    if endpoint.breaker_cooldown_ms == 0
+        || endpoint.breaker_max_cooldown_ms < endpoint.breaker_cooldown_ms
+    {
+        return Err(ConfigError::new(
+            format!("{path}.breaker_max_cooldown_ms"),
+            endpoint.breaker_max_cooldown_ms,
+            "set breaker_cooldown_ms above 0 and breaker_max_cooldown_ms at least as long",
         ));
     }
     Ok(())

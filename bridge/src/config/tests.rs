@@ -144,3 +144,53 @@ fn rotation_secrets_are_unioned() {
     endpoint.secrets = vec![Secret::generate().expose()];
     assert_eq!(endpoint.parsed_secrets().unwrap().len(), 2);
 }
+
+#[test]
+fn endpoint_limits_are_checked() {
+    let cases: [(&str, fn(&mut EndpointConfig)); 5] = [
+        ("max_concurrency", |endpoint| endpoint.max_concurrency = 0),
+        ("rate_limit_per_sec", |endpoint| {
+            endpoint.rate_limit_per_sec = Some(-1.0)
+        }),
+        ("rate_limit_per_sec", |endpoint| {
+            endpoint.rate_limit_per_sec = Some(f64::NAN)
+        }),
+        ("breaker_failures", |endpoint| endpoint.breaker_failures = 0),
+        ("breaker_max_cooldown_ms", |endpoint| {
+            endpoint.breaker_max_cooldown_ms = endpoint.breaker_cooldown_ms - 1
+        }),
+    ];
+    for (field, change) in cases {
+        let mut endpoint = EndpointConfig::new("https://h/x", SECRET);
+        change(&mut endpoint);
+        let error = error_of(&with_endpoint(endpoint));
+        assert_eq!(error.field, format!("bridge.endpoints[0].{field}"));
+    }
+
+    let mut endpoint = EndpointConfig::new("https://h/x", SECRET);
+    endpoint.rate_limit_per_sec = Some(0.5);
+    assert_eq!(with_endpoint(endpoint).validate(), Ok(()));
+}
+
+#[test]
+fn zero_max_sensors_is_named() {
+    let config = BridgeConfig {
+        max_sensors: 0,
+        ..BridgeConfig::default()
+    };
+    assert_eq!(error_of(&config).field, "bridge.max_sensors");
+}
+
+#[test]
+fn endpoint_toml_defaults_and_keys() {
+    let endpoint: EndpointConfig = toml::from_str(&format!(
+        "url = \"https://h/x\"\nsecret = \"{SECRET}\"\nrate_limit_per_sec = 10.0\nenabled = false"
+    ))
+    .unwrap();
+    assert!(!endpoint.enabled);
+    assert_eq!(endpoint.rate_limit_per_sec, Some(10.0));
+    assert_eq!(endpoint.max_concurrency, 4);
+    assert_eq!(endpoint.breaker_failures, 5);
+    assert_eq!(endpoint.breaker_cooldown_ms, 30_000);
+    assert_eq!(endpoint.breaker_max_cooldown_ms, 3_600_000);
+}

@@ -6,11 +6,12 @@
 mod clock;
 mod mute;
 mod reload;
+mod retained;
 mod tick;
+mod warn;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use floorwatch_protocol::{parse_payload, Event, EventType, Id, IncidentData, Rejection, Topics};
@@ -23,13 +24,6 @@ use crate::profile::Profiles;
 use crate::sensor::{Outcome, SensorState};
 use crate::stats::{bump, Stats};
 use crate::store::{BatchWrite, NewEvent, Store, StoreError};
-
-/// Minimum time between two rejection warnings about one sensor.
-const WARN_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Maximum sensors tracked by the warning limiter before it drops stale
-/// entries, which bounds memory when topics carry arbitrary names.
-const WARN_LIMITER_CAPACITY: usize = 10_000;
 
 /// A payload received on a reading topic.
 #[derive(Debug, Clone)]
@@ -83,7 +77,9 @@ pub struct Processor {
     sensors: HashMap<(String, String), SensorState>,
     stats: Arc<Stats>,
     retained: RetainedIncidents,
-    warned_at: HashMap<(String, String), Instant>,
+    open_incidents: retained::OpenIncidents,
+    warnings: warn::Warnings,
+    max_sensors: usize,
 }
 
 impl Processor {
@@ -100,14 +96,12 @@ impl Processor {
             .map(|(site, sensor, state)| ((site, sensor), state))
             .collect();
         let topics = Topics::new(&config.mqtt.topic_prefix);
+        let mut open_incidents = retained::OpenIncidents::default();
         let mut open = BTreeMap::new();
         for incident in store.open_incidents()? {
             let topic = topics.incident(&incident.site, &incident.sensor);
-            // Serializing plain data with string keys cannot fail.
-            open.insert(
-                topic,
-                serde_json::to_vec(&incident).expect("incident serializes"),
-            );
+            let payload = open_incidents.apply(topic.clone(), EventType::IncidentOpened, &incident);
+            open.insert(topic, payload.unwrap_or_default());
         }
         *retained
             .lock()
@@ -124,7 +118,9 @@ impl Processor {
             sensors,
             stats,
             retained,
-            warned_at: HashMap::new(),
+            open_incidents,
+            warnings: warn::Warnings::default(),
+            max_sensors: config.max_sensors,
         })
     }
 
@@ -133,6 +129,7 @@ impl Processor {
         let mut touched: BTreeMap<(Id, Id), SensorState> = BTreeMap::new();
         let mut write = BatchWrite::default();
         let mut publications = Vec::new();
+        let mut new_sensors = 0;
         for inbound in batch {
             let reading = match parse_payload(
                 &inbound.site,
@@ -146,13 +143,20 @@ impl Processor {
                     continue;
                 }
             };
+            let key = (reading.site.clone(), reading.sensor.clone());
+            let stored = (reading.site.to_string(), reading.sensor.to_string());
+            let known = touched.contains_key(&key) || self.sensors.contains_key(&stored);
+            if !known && self.sensors.len() + new_sensors >= self.max_sensors {
+                publications.extend(self.reject_sensor_limit(inbound));
+                continue;
+            }
+            new_sensors += usize::from(!known);
             bump(&self.stats.readings_accepted);
 
-            let key = (reading.site.clone(), reading.sensor.clone());
-            let state = touched.entry(key).or_insert_with(|| {
-                let stored = (reading.site.to_string(), reading.sensor.to_string());
-                self.sensors.get(&stored).cloned().unwrap_or_default()
-            });
+            let state = touched
+                .entry(key)
+                .or_insert_with(|| self.sensors.get(&stored).cloned().unwrap_or_default());
+            let previous_seq = state.last_seq;
             self.clock.observe(reading.time, inbound.received_at);
             let profile = self
                 .profiles
@@ -161,6 +165,7 @@ impl Processor {
                 Outcome::Duplicate => bump(&self.stats.duplicates),
                 Outcome::OutOfOrder => bump(&self.stats.out_of_order),
                 Outcome::Evaluated(events) => {
+                    self.count_gap(&reading, previous_seq);
                     write.events.extend(self.route_events(state, events));
                 }
             }
@@ -204,6 +209,7 @@ impl Processor {
         let endpoints = self
             .endpoints
             .iter()
+            .filter(|endpoint| endpoint.enabled)
             .filter(|endpoint| endpoint.events.iter().any(|p| event.event_type.matches(p)))
             .map(|endpoint| endpoint.url.clone())
             .collect();
@@ -218,9 +224,9 @@ impl Processor {
     }
 
     /// Counts the event and, for `incident.*` events, builds the retained
-    /// incident-state message: the incident while it is open, an empty
-    /// payload once it is resolved.
-    fn incident_publication(&self, event: &Event<IncidentData>) -> Option<Publication> {
+    /// incident-state message: the most severe open incident of the sensor,
+    /// or an empty payload once none is open.
+    fn incident_publication(&mut self, event: &Event<IncidentData>) -> Option<Publication> {
         let data = &event.data;
         let counter = match event.event_type {
             EventType::IncidentOpened => &self.stats.incidents_opened,
@@ -243,22 +249,16 @@ impl Processor {
             "incident changed"
         );
         let topic = self.topics.incident(&data.site, &data.sensor);
+        let payload = self
+            .open_incidents
+            .apply(topic.clone(), event.event_type, data)?;
         let mut retained = self
             .retained
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let payload = match event.event_type {
-            EventType::IncidentResolved => {
-                retained.remove(&topic);
-                Vec::new()
-            }
-            EventType::IncidentOpened | EventType::IncidentUpdated => {
-                // Serializing plain data with string keys cannot fail.
-                let payload = serde_json::to_vec(data).expect("incident serializes");
-                retained.insert(topic.clone(), payload.clone());
-                payload
-            }
-            _ => return None,
+        match payload.is_empty() {
+            true => retained.remove(&topic),
+            false => retained.insert(topic.clone(), payload.clone()),
         };
         Some(Publication {
             topic,
@@ -272,15 +272,7 @@ impl Processor {
     fn reject(&mut self, inbound: &Inbound, rejection: &Rejection) -> Option<Publication> {
         let code = rejection_code(rejection);
         self.stats.reject(code);
-        if self.should_warn(&inbound.site, &inbound.sensor) {
-            tracing::warn!(
-                site = %inbound.site.escape_debug(),
-                sensor = %inbound.sensor.escape_debug(),
-                reason = code,
-                error = %rejection,
-                "rejected a reading payload (further warnings for this sensor are held for 60 s)"
-            );
-        }
+        self.warnings.rejected(inbound, code, rejection);
         let site = Id::parse(&inbound.site).ok()?;
         let sensor = Id::parse(&inbound.sensor).ok()?;
         let report = json!({
@@ -293,24 +285,6 @@ impl Processor {
             payload: report.to_string().into_bytes(),
             retain: false,
         })
-    }
-
-    fn should_warn(&mut self, site: &str, sensor: &str) -> bool {
-        let now = Instant::now();
-        let key = (site.to_owned(), sensor.to_owned());
-        if self
-            .warned_at
-            .get(&key)
-            .is_some_and(|last| now.duration_since(*last) < WARN_INTERVAL)
-        {
-            return false;
-        }
-        if self.warned_at.len() >= WARN_LIMITER_CAPACITY {
-            self.warned_at
-                .retain(|_, last| now.duration_since(*last) < WARN_INTERVAL);
-        }
-        self.warned_at.insert(key, now);
-        true
     }
 }
 

@@ -176,3 +176,60 @@ fn endpoints_get_only_subscribed_events() {
     // Two events to the first endpoint, one to the second.
     assert_eq!(result.outbox_rows, 3);
 }
+
+#[test]
+fn sequence_gaps_count_missing_readings() {
+    let fixture = Fixture::new();
+    let mut processor = fixture.processor();
+    let batch = [
+        reading(0, 25.0),
+        reading(1, 25.0),
+        reading(5, 25.0),
+        reading(6, 25.0),
+    ];
+    processor.process(&batch).unwrap();
+    assert_eq!(fixture.stats.snapshot().readings_missing, 3);
+
+    processor.process(&[reading(6, 25.0)]).unwrap();
+    let stats = fixture.stats.snapshot();
+    assert_eq!(stats.readings_missing, 3, "a duplicate is no gap");
+    assert_eq!(stats.duplicates, 1);
+}
+
+#[test]
+fn sensors_past_limit_are_rejected() {
+    let mut fixture = Fixture::new();
+    fixture.config.max_sensors = 2;
+    let mut processor = fixture.processor();
+    let of_sensor = |sensor: &str, seq: u64| Inbound {
+        sensor: sensor.to_owned(),
+        ..reading(seq, 25.0)
+    };
+    let batch = [
+        of_sensor("oven-1", 0),
+        of_sensor("oven-2", 0),
+        of_sensor("oven-3", 0),
+    ];
+    let result = processor.process(&batch).unwrap();
+    processor.process(&[of_sensor("oven-1", 1)]).unwrap();
+
+    let stats = fixture.stats.snapshot();
+    assert_eq!(stats.readings_accepted, 3);
+    assert_eq!(stats.rejected_by_reason.get("too_many_sensors"), Some(&1));
+    let report = &result.publications[0];
+    assert_eq!(report.topic, "floorwatch/plant-1/oven-3/rejected");
+    let body: serde_json::Value = serde_json::from_slice(&report.payload).unwrap();
+    assert_eq!(body["code"], "too_many_sensors");
+
+    let mut restarted = fixture.processor();
+    restarted.process(&[of_sensor("oven-4", 0)]).unwrap();
+    assert_eq!(
+        fixture
+            .stats
+            .snapshot()
+            .rejected_by_reason
+            .get("too_many_sensors"),
+        Some(&2),
+        "the limit counts sensors loaded from the database"
+    );
+}

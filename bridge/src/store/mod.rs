@@ -3,6 +3,7 @@
 //!
 //! Every method blocks; async callers run them on a blocking thread.
 
+mod deliveries;
 mod outbox;
 mod schema;
 
@@ -12,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use floorwatch_protocol::{Event, EventType, Id, IncidentData};
 use rusqlite::{params, Connection, OptionalExtension};
 
+pub use deliveries::{DeliveryFilter, DeliveryStatus, DeliverySummary};
 pub use outbox::{AttemptRecord, OutboxRow, RowUpdate};
 
 use crate::sensor::SensorState;

@@ -2,7 +2,8 @@
 //! tracked in `PRAGMA user_version`.
 
 /// Migrations; entry `n` moves the schema from version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sensor_state (
     site        TEXT NOT NULL,
     sensor      TEXT NOT NULL,
@@ -62,4 +63,13 @@ CREATE TABLE delivery_attempts (
     response_snippet TEXT
 );
 CREATE INDEX delivery_attempts_by_event ON delivery_attempts (event_id);
-"#];
+"#,
+    r#"
+-- Endpoints disabled by a 410 Gone answer, until an operator enables them.
+CREATE TABLE endpoint_state (
+    endpoint        TEXT PRIMARY KEY,
+    disabled_at     TEXT NOT NULL,
+    disabled_reason TEXT NOT NULL
+);
+"#,
+];

@@ -23,11 +23,14 @@ use tokio_util::sync::CancellationToken;
 pub struct Delivery {
     pub webhook_id: Option<String>,
     pub timestamp: Option<String>,
+    pub signature: Option<String>,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
     pub verified: Result<(), VerifyError>,
     /// Status the receiver returned.
     pub status: u16,
+    /// When the request arrived, before any configured delay.
+    pub received_at: std::time::Instant,
 }
 
 impl Delivery {
@@ -44,6 +47,8 @@ struct ReceiverState {
     script: Mutex<VecDeque<u16>>,
     /// Requests whose body contains this text get status 500.
     fail_containing: Mutex<Option<String>>,
+    /// Requests whose body contains this text are answered after the delay.
+    delay_containing: Mutex<Option<(String, Duration)>>,
     deliveries: Mutex<Vec<Delivery>>,
 }
 
@@ -56,7 +61,8 @@ pub struct Receiver {
 }
 
 #[handler]
-fn receive(request: &Request, body: Vec<u8>, state: Data<&Arc<ReceiverState>>) -> Response {
+async fn receive(request: &Request, body: Vec<u8>, state: Data<&Arc<ReceiverState>>) -> Response {
+    let received_at = std::time::Instant::now();
     let header = |name: &str| {
         request
             .headers()
@@ -65,10 +71,11 @@ fn receive(request: &Request, body: Vec<u8>, state: Data<&Arc<ReceiverState>>) -
             .map(str::to_owned)
     };
     let (webhook_id, timestamp) = (header(HEADER_ID), header(HEADER_TIMESTAMP));
+    let signature = header(HEADER_SIGNATURE);
     let verified = state.verifier.verify(
         webhook_id.as_deref(),
         timestamp.as_deref(),
-        header(HEADER_SIGNATURE).as_deref(),
+        signature.as_deref(),
         &body,
         chrono::Utc::now().timestamp(),
     );
@@ -79,14 +86,26 @@ fn receive(request: &Request, body: Vec<u8>, state: Data<&Arc<ReceiverState>>) -
         (_, Some(status)) => status,
         _ => state.default_status.load(Ordering::SeqCst),
     };
+    let delay = state
+        .delay_containing
+        .lock()
+        .unwrap()
+        .clone()
+        .filter(|(text, _)| String::from_utf8_lossy(&body).contains(text))
+        .map(|(_, delay)| delay);
     state.deliveries.lock().unwrap().push(Delivery {
         webhook_id,
         timestamp,
+        signature,
         content_type: header("content-type"),
         body,
         verified,
         status,
+        received_at,
     });
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     Response::builder()
         .status(StatusCode::from_u16(status).unwrap())
         .header("location", "http://127.0.0.1:9/elsewhere")
@@ -102,6 +121,7 @@ impl Receiver {
             default_status: AtomicU16::new(default_status),
             script: Mutex::new(VecDeque::new()),
             fail_containing: Mutex::new(None),
+            delay_containing: Mutex::new(None),
             deliveries: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -131,6 +151,11 @@ impl Receiver {
     /// Answers 500 to every request whose body contains `text`.
     pub fn fail_containing(&self, text: Option<&str>) {
         *self.state.fail_containing.lock().unwrap() = text.map(str::to_owned);
+    }
+
+    /// Answers every request whose body contains `text` after `delay`.
+    pub fn delay_containing(&self, text: &str, delay: Duration) {
+        *self.state.delay_containing.lock().unwrap() = Some((text.to_owned(), delay));
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {

@@ -126,7 +126,7 @@ impl std::fmt::Debug for EdgeConfig {
 /// Error in loading or validating the edge configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -94,7 +94,7 @@ pub enum AgentError {
     Outbox(#[from] OutboxError),
     #[error(transparent)]
     Publish(#[from] PublishError),
-    #[error("agent task failed: {source}")]
+    #[error("agent task failed")]
     Task { source: tokio::task::JoinError },
 }
 

@@ -88,12 +88,16 @@ pub enum ReplayError {
         "replay speed {speed} is invalid: use 0 (as fast as acknowledged) or a positive factor"
     )]
     InvalidSpeed { speed: f64 },
-    #[error("failed to open replay file {}: {source}", .path.display())]
+    #[error("failed to open replay file {}", .path.display())]
     Open {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("failed to read replay file {} at line {}: {source}", .path.display(), .line.map_or("?".to_owned(), |line| line.to_string()))]
+    #[error(
+        "failed to read replay file {} at line {}",
+        .path.display(),
+        .line.map_or("?".to_owned(), |line| line.to_string())
+    )]
     Read {
         path: PathBuf,
         line: Option<u64>,
@@ -109,18 +113,18 @@ pub enum ReplayError {
         column: String,
         found: Vec<String>,
     },
-    #[error("reading replay file {} failed: {source}", .path.display())]
+    #[error("reading replay file {} failed", .path.display())]
     ReadTask {
         path: PathBuf,
         source: tokio::task::JoinError,
     },
-    #[error("failed to publish row {seq} of {}: {source}", .path.display())]
+    #[error("failed to publish row {seq} of {}", .path.display())]
     Publish {
         path: PathBuf,
         seq: u64,
         source: PublishError,
     },
-    #[error("replay of {} ended with unconfirmed readings: {source}", .path.display())]
+    #[error("replay of {} ended with unconfirmed readings", .path.display())]
     Unconfirmed { path: PathBuf, source: PublishError },
 }
 

@@ -57,7 +57,8 @@ pub enum AuthConfigError {
     Duplicate { field: &'static str, name: String },
     #[error(
         "scheduler.users[{index}].password_hash is not an argon2 PHC string: \
-         make one with floorwatch_scheduler::auth::hash_password"
+         pipe the password into `cargo run --release -p floorwatch-scheduler \
+         --example hash_password`"
     )]
     InvalidHash { index: usize },
     #[error(

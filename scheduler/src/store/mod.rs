@@ -217,17 +217,21 @@ pub struct Escalation {
 }
 
 /// A storage failure.
+///
+/// The server logs these errors with `Display` only, so each message
+/// includes the underlying I/O or SQLite error and `source()` returns
+/// `None`, which keeps a chain printer from showing that error twice.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("failed to create database directory {path}: {source}")]
+    #[error("failed to create database directory {path}: {error}")]
     CreateDir {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("failed to open database {path}: {source}")]
+    #[error("failed to open database {path}: {error}")]
     Open {
         path: PathBuf,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error(
         "database {path} has schema version {found}, newer than the supported \
@@ -239,11 +243,17 @@ pub enum StoreError {
         supported: i64,
     },
     #[error("database query failed: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("database column {column} contains invalid value {value:?}")]
     InvalidValue { column: &'static str, value: String },
     #[error("no technician to assign: the roster is empty")]
     EmptyRoster,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Sqlite(error)
+    }
 }
 
 /// Storage of tasks, their history, seen deliveries and the assignment

@@ -42,14 +42,14 @@ impl SqliteStore {
     /// and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            std::fs::create_dir_all(dir).map_err(|error| StoreError::CreateDir {
                 path: dir.to_path_buf(),
-                source,
+                error,
             })?;
         }
-        let open_error = |source| StoreError::Open {
+        let open_error = |error| StoreError::Open {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let mut connection = Connection::open(path).map_err(open_error)?;
         configure(&connection).map_err(open_error)?;

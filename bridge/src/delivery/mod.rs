@@ -1,5 +1,11 @@
 //! Webhook delivery: one worker per endpoint that sends due outbox rows as
 //! signed POST requests, records every attempt, and schedules retries.
+//!
+//! `dispatch` runs a worker's loop: concurrency, rate limit, circuit
+//! breaker and the disabled state. This module makes single attempts.
+
+mod dispatch;
+pub mod limits;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -39,6 +45,8 @@ pub struct Endpoint {
     secrets: Vec<Secret>,
     allow_private: bool,
     client: reqwest::Client,
+    /// Concurrency, rate and circuit breaker settings.
+    limits: EndpointConfig,
 }
 
 impl Endpoint {
@@ -69,6 +77,7 @@ impl Endpoint {
             secrets,
             allow_private: config.allow_private,
             client,
+            limits: config.clone(),
         })
     }
 }
@@ -96,6 +105,17 @@ struct Response {
     retry_after: Option<Duration>,
 }
 
+/// Result of one attempt, as the dispatch loop uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    Failed,
+    /// The receiver returned `410 Gone`, so the endpoint must be disabled.
+    Gone,
+    /// Cut short at shutdown and not recorded.
+    Abandoned,
+}
+
 /// Delivers the outbox rows of one endpoint.
 pub struct Worker {
     pub endpoint: Endpoint,
@@ -106,41 +126,6 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Delivers until `cancel` fires; an attempt in flight then gets up to
-    /// five seconds to finish.
-    pub async fn run(self, cancel: CancellationToken) -> Result<(), BridgeError> {
-        let endpoint = redact(&self.endpoint.key);
-        tracing::info!(%endpoint, "delivery worker started");
-        while !cancel.is_cancelled() {
-            let key = self.endpoint.key.clone();
-            let heads = self
-                .with_store(move |store| store.pending_heads(&key, HEADS_PER_QUERY))
-                .await??;
-            let now_ms = Utc::now().timestamp_millis();
-            let (due, waiting): (Vec<_>, Vec<_>) = heads
-                .into_iter()
-                .partition(|row| row.next_attempt_at_ms <= now_ms);
-            if due.is_empty() {
-                let next_ms = waiting.iter().map(|row| row.next_attempt_at_ms).min();
-                let wait = next_ms.map(|at| Duration::from_millis((at - now_ms).max(1) as u64));
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = self.wake.notified() => {}
-                    () = sleep_or_forever(wait) => {}
-                }
-                continue;
-            }
-            for row in due {
-                if cancel.is_cancelled() {
-                    break;
-                }
-                self.attempt(row, &cancel).await?;
-            }
-        }
-        tracing::info!(%endpoint, "delivery worker stopped");
-        Ok(())
-    }
-
     async fn with_store<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Store) -> T + Send + 'static,
@@ -157,7 +142,11 @@ impl Worker {
     }
 
     /// Makes one attempt at `row` and records it.
-    async fn attempt(&self, row: OutboxRow, cancel: &CancellationToken) -> Result<(), BridgeError> {
+    async fn attempt(
+        &self,
+        row: OutboxRow,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, BridgeError> {
         let attempt = row.attempts + 1;
         let attempted_at = Utc::now();
         let started = Instant::now();
@@ -174,7 +163,7 @@ impl Worker {
                     attempt,
                     "abandoned an attempt at shutdown; it is retried on the next start"
                 );
-                return Ok(());
+                return Ok(Outcome::Abandoned);
             }
         };
         let record = AttemptRecord {
@@ -184,6 +173,7 @@ impl Worker {
             error: response.error.clone(),
             response_snippet: response.snippet.clone(),
         };
+        self.stats.delivery_latency.observe(record.latency_ms);
         let update = self.decide(&row, &response);
         self.log_outcome(&row, &response, update);
 
@@ -194,6 +184,7 @@ impl Worker {
             RowUpdate::Delivered => {
                 bump(&self.stats.deliveries_succeeded);
                 self.stats.outbox_done(1);
+                return Ok(Outcome::Delivered);
             }
             RowUpdate::Retry { .. } => bump(&self.stats.delivery_attempts_failed),
             RowUpdate::Dead => {
@@ -202,7 +193,10 @@ impl Worker {
                 self.stats.outbox_done(1);
             }
         }
-        Ok(())
+        match response.status == Some(StatusCode::GONE) {
+            true => Ok(Outcome::Gone),
+            false => Ok(Outcome::Failed),
+        }
     }
 
     /// Chooses what happens to the row after `response`.
@@ -211,7 +205,10 @@ impl Worker {
             return RowUpdate::Delivered;
         }
         if response.status == Some(StatusCode::GONE) {
-            return RowUpdate::Dead;
+            // The row waits for the endpoint to be enabled again.
+            return RowUpdate::Retry {
+                next_attempt_at_ms: Utc::now().timestamp_millis(),
+            };
         }
         let unit_random = rand::thread_rng().gen::<f64>();
         match next_delay(
@@ -347,11 +344,4 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-async fn sleep_or_forever(wait: Option<Duration>) {
-    match wait {
-        Some(wait) => tokio::time::sleep(wait).await,
-        None => std::future::pending().await,
-    }
 }

@@ -1,0 +1,216 @@
+//! Operator routes on the bridge's HTTP listener: `/metrics`, the delivery
+//! list and log, replay of dead letters and enabling endpoints.
+//!
+//! NOTE: these routes have no authentication yet. Anyone who reaches the
+//! listener can replay events and enable endpoints, so keep
+//! `bridge.http.listen` on loopback (the default) or behind a proxy that
+//! authenticates.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use poem::http::StatusCode;
+use poem::web::{Data, Json, Path, Query};
+use poem::{get, handler, post, IntoResponse, Response, Route};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::metrics::{self, OutboxGauge};
+use crate::stats::Stats;
+use crate::store::{DeliveryFilter, DeliveryStatus, Store, StoreError};
+
+/// Default and maximum rows of `GET /deliveries`.
+const LIST_LIMIT: (usize, usize) = (50, 1000);
+
+/// Shared state of the operator routes.
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Arc<Mutex<Store>>,
+    pub stats: Arc<Stats>,
+    /// Wake the delivery workers after a replay or an enable.
+    pub wakers: Vec<Arc<Notify>>,
+}
+
+/// Returns the operator routes, to be nested at the root.
+pub fn routes() -> Route {
+    Route::new()
+        .at("/metrics", get(get_metrics))
+        .at("/deliveries", get(list_deliveries))
+        .at("/deliveries/:id/attempts", get(list_attempts))
+        .at("/deliveries/:id/replay", post(replay))
+        .at("/endpoints/enable", post(enable_endpoint))
+}
+
+async fn with_store<T: Send + 'static>(
+    state: &AdminState,
+    work: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    let store = Arc::clone(&state.store);
+    let result = tokio::task::spawn_blocking(move || {
+        let mut store = store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        work(&mut store)
+    })
+    .await;
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "operator request failed on the database");
+            Err(api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "database_error",
+                "see the bridge log",
+            ))
+        }
+        Err(error) => {
+            tracing::error!(%error, "operator request task failed");
+            Err(api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "see the bridge log",
+            ))
+        }
+    }
+}
+
+fn api_error(status: StatusCode, code: &str, detail: &str) -> Response {
+    (status, Json(json!({"code": code, "detail": detail}))).into_response()
+}
+
+fn wake(state: &AdminState) {
+    state.wakers.iter().for_each(|waker| waker.notify_one());
+}
+
+#[handler]
+async fn get_metrics(state: Data<&AdminState>) -> Response {
+    let depth = match with_store(&state, |store| store.outbox_depth()).await {
+        Ok(depth) => depth,
+        Err(response) => return response,
+    };
+    let (pending, oldest) = depth;
+    let age_ms = oldest.map_or(0, |at| (Utc::now() - at).num_milliseconds().max(0));
+    let outbox = OutboxGauge {
+        pending,
+        oldest_pending_age_secs: age_ms as f64 / 1000.0,
+    };
+    let page = metrics::render(
+        &state.stats.snapshot(),
+        &state.stats.delivery_latency.snapshot(),
+        outbox,
+    );
+    Response::builder()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(page)
+}
+
+/// Query of `GET /deliveries`.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    endpoint: Option<String>,
+    incident: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+#[handler]
+async fn list_deliveries(query: Query<ListQuery>, state: Data<&AdminState>) -> Response {
+    let status = match query.status.as_deref() {
+        None => None,
+        Some("pending") => Some(DeliveryStatus::Pending),
+        Some("delivered") => Some(DeliveryStatus::Delivered),
+        Some("dead") => Some(DeliveryStatus::Dead),
+        Some(_) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_status",
+                "status must be pending, delivered or dead",
+            )
+        }
+    };
+    let filter = DeliveryFilter {
+        endpoint: query.endpoint.clone(),
+        incident: query.incident.clone(),
+        status,
+        limit: query.limit.unwrap_or(LIST_LIMIT.0).min(LIST_LIMIT.1),
+    };
+    match with_store(&state, move |store| store.list_deliveries(&filter)).await {
+        Ok(rows) => Json(json!({"deliveries": rows})).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[handler]
+async fn list_attempts(Path(event_id): Path<String>, state: Data<&AdminState>) -> Response {
+    let attempts = match with_store(&state, move |store| store.attempts_of(&event_id)).await {
+        Ok(attempts) => attempts,
+        Err(response) => return response,
+    };
+    let attempts: Vec<_> = attempts
+        .into_iter()
+        .map(|(endpoint, attempt, record)| {
+            json!({
+                "endpoint": endpoint,
+                "attempt": attempt,
+                "attempted_at": record.attempted_at.to_rfc3339(),
+                "status_code": record.status_code,
+                "latency_ms": record.latency_ms,
+                "error": record.error,
+                "response_snippet": record.response_snippet,
+            })
+        })
+        .collect();
+    Json(json!({"attempts": attempts})).into_response()
+}
+
+/// Optional endpoint filter of `POST /deliveries/:id/replay`.
+#[derive(Debug, Deserialize)]
+struct ReplayQuery {
+    endpoint: Option<String>,
+}
+
+#[handler]
+async fn replay(
+    Path(event_id): Path<String>,
+    query: Query<ReplayQuery>,
+    state: Data<&AdminState>,
+) -> Response {
+    let endpoint = query.endpoint.clone();
+    let replay = move |store: &mut Store| store.replay_event(&event_id, endpoint.as_deref());
+    match with_store(&state, replay).await {
+        Ok(0) => api_error(
+            StatusCode::NOT_FOUND,
+            "no_dead_letter",
+            "no dead letter has this event id",
+        ),
+        Ok(queued) => {
+            wake(&state);
+            Json(json!({"queued": queued})).into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+/// Body of `POST /endpoints/enable`.
+#[derive(Debug, Deserialize)]
+struct EnableBody {
+    url: String,
+}
+
+#[handler]
+async fn enable_endpoint(body: Json<EnableBody>, state: Data<&AdminState>) -> Response {
+    let url = body.url.clone();
+    match with_store(&state, move |store| store.enable_endpoint(&url)).await {
+        Ok(true) => {
+            wake(&state);
+            Json(json!({"enabled": body.url})).into_response()
+        }
+        Ok(false) => api_error(
+            StatusCode::NOT_FOUND,
+            "not_disabled",
+            "this endpoint is not disabled",
+        ),
+        Err(response) => response,
+    }
+}

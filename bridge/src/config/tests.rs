@@ -145,9 +145,12 @@ fn rotation_secrets_are_unioned() {
     assert_eq!(endpoint.parsed_secrets().unwrap().len(), 2);
 }
 
+/// A field name and the change that makes it invalid.
+type EndpointCase = (&'static str, fn(&mut EndpointConfig));
+
 #[test]
 fn endpoint_limits_are_checked() {
-    let cases: [(&str, fn(&mut EndpointConfig)); 5] = [
+    let cases: [EndpointCase; 5] = [
         ("max_concurrency", |endpoint| endpoint.max_concurrency = 0),
         ("rate_limit_per_sec", |endpoint| {
             endpoint.rate_limit_per_sec = Some(-1.0)

@@ -101,3 +101,36 @@ async fn reference_library_verifies_deliveries() {
     );
     assert!(stdout.contains("verified 8 of 8"), "{stdout}");
 }
+
+#[tokio::test]
+async fn v1a_signing_key_verifies() {
+    let receiver = Receiver::start(200).await;
+    let signing_key = floorwatch_protocol::SigningKey::generate();
+    let mut endpoint = receiver.endpoint();
+    endpoint.signing_keys = vec![signing_key.expose()];
+    let dir = tempfile::tempdir().unwrap();
+    let (handle, shutdown) = start(config(&dir, vec![endpoint], &[10])).await;
+
+    send_readings(&handle, "oven-1", 0, &EPISODE_OPEN).await;
+    wait_for("one delivery", || handle.stats().deliveries_succeeded == 1).await;
+    stop(handle, shutdown).await;
+
+    let deliveries = receiver.deliveries();
+    let delivery = &deliveries[0];
+    let signature = delivery.signature.as_deref().unwrap();
+    assert!(signature.starts_with("v1,"), "{signature}");
+    assert!(signature.contains(" v1a,"), "{signature}");
+    let verifier = Verifier::with_public_keys(
+        Vec::new(),
+        vec![signing_key.public_key()],
+        Duration::from_secs(300),
+    );
+    let result = verifier.verify(
+        delivery.webhook_id.as_deref(),
+        delivery.timestamp.as_deref(),
+        Some(signature),
+        &delivery.body,
+        chrono::Utc::now().timestamp(),
+    );
+    assert_eq!(result, Ok(()));
+}

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use floorwatch_protocol::webhook::SigningKey;
 use floorwatch_protocol::{BrokerUrl, EventType, Secret};
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +113,11 @@ pub struct EndpointConfig {
     /// More signing secrets, for rotation; every one signs each delivery.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Ed25519 signing keys, `whsk_` + base64: each adds a Standard Webhooks
+    /// `v1a` signature to every delivery, which receivers check with the
+    /// matching `whpk_` public key.
+    #[serde(default)]
+    pub signing_keys: Vec<String>,
     /// Event type patterns, such as `incident.*` or `incident.opened`.
     #[serde(default = "default_events")]
     pub events: Vec<String>,
@@ -180,6 +186,7 @@ impl EndpointConfig {
             url: url.to_owned(),
             secret: Some(secret.to_owned()),
             secrets: Vec::new(),
+            signing_keys: Vec::new(),
             events: default_events(),
             timeout_secs: default_timeout_secs(),
             allow_private: false,
@@ -198,6 +205,16 @@ impl EndpointConfig {
             .iter()
             .chain(&self.secrets)
             .map(|text| Secret::parse(text))
+            .collect()
+    }
+
+    /// Parses every configured `v1a` signing key.
+    pub fn parsed_signing_keys(
+        &self,
+    ) -> Result<Vec<SigningKey>, floorwatch_protocol::webhook::SigningKeyError> {
+        self.signing_keys
+            .iter()
+            .map(|text| SigningKey::parse(text))
             .collect()
     }
 }
@@ -375,12 +392,23 @@ fn validate_endpoint(path: &str, endpoint: &EndpointConfig) -> Result<(), Config
         ));
     }
 
-    if endpoint.secret.is_none() && endpoint.secrets.is_empty() {
+    if endpoint.secret.is_none() && endpoint.secrets.is_empty() && endpoint.signing_keys.is_empty()
+    {
         return Err(ConfigError::new(
             format!("{path}.secret"),
             "",
-            "every endpoint needs a signing secret: create one with `floorwatch keys generate`",
+            "every endpoint needs a signing secret or key: create one with \
+             `floorwatch keys generate` (or `--v1a` for a signing key)",
         ));
+    }
+    for (index, key) in endpoint.signing_keys.iter().enumerate() {
+        SigningKey::parse(key).map_err(|error| {
+            ConfigError::new(
+                format!("{path}.signing_keys[{index}]"),
+                "<redacted>",
+                error.to_string(),
+            )
+        })?;
     }
     if let Some(secret) = &endpoint.secret {
         Secret::parse(secret).map_err(|error| {

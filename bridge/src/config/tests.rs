@@ -197,3 +197,17 @@ fn endpoint_toml_defaults_and_keys() {
     assert_eq!(endpoint.breaker_cooldown_ms, 30_000);
     assert_eq!(endpoint.breaker_max_cooldown_ms, 3_600_000);
 }
+
+#[test]
+fn signing_key_alone_is_enough_and_checked() {
+    let mut endpoint = EndpointConfig::new("https://h/x", SECRET);
+    endpoint.secret = None;
+    endpoint.signing_keys = vec![floorwatch_protocol::SigningKey::generate().expose()];
+    assert_eq!(with_endpoint(endpoint.clone()).validate(), Ok(()));
+
+    endpoint.signing_keys = vec!["whsk_not-base64!".into()];
+    let error = error_of(&with_endpoint(endpoint));
+    assert_eq!(error.field, "bridge.endpoints[0].signing_keys[0]");
+    assert!(error.value.contains("<redacted>"), "{}", error.value);
+    assert!(!error.value.contains("not-base64"), "{}", error.value);
+}

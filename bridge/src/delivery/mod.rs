@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use floorwatch_protocol::webhook::{
-    signature_header, Secret, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+    mixed_signature_header, Secret, SigningKey, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP,
 };
 use rand::Rng;
 use reqwest::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
@@ -43,6 +43,7 @@ pub struct Endpoint {
     pub key: String,
     url: Url,
     secrets: Vec<Secret>,
+    signing_keys: Vec<SigningKey>,
     allow_private: bool,
     client: reqwest::Client,
     /// Concurrency, rate and circuit breaker settings.
@@ -60,6 +61,9 @@ impl Endpoint {
         let secrets = config
             .parsed_secrets()
             .map_err(|error| invalid(error.to_string()))?;
+        let signing_keys = config
+            .parsed_signing_keys()
+            .map_err(|error| invalid(error.to_string()))?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(config.timeout_secs))
@@ -75,6 +79,7 @@ impl Endpoint {
             key: config.url.clone(),
             url,
             secrets,
+            signing_keys,
             allow_private: config.allow_private,
             client,
             limits: config.clone(),
@@ -263,8 +268,13 @@ impl Worker {
             };
         }
         let timestamp = Utc::now().timestamp();
-        let signature =
-            signature_header(&self.endpoint.secrets, &row.event_id, timestamp, &row.body);
+        let signature = mixed_signature_header(
+            &self.endpoint.secrets,
+            &self.endpoint.signing_keys,
+            &row.event_id,
+            timestamp,
+            &row.body,
+        );
         let request = self
             .endpoint
             .client

@@ -82,7 +82,7 @@ pub fn check(path: &Path, kind: ConfigKind) -> anyhow::Result<()> {
     }
 }
 
-/// Which component a file configures.
+/// Component a configuration file is for.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ConfigKind {
     /// A combined file for `floorwatch up`.

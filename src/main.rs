@@ -1,5 +1,5 @@
 //! The `floorwatch` command: runs the whole pipeline in one process (`up`)
-//! or any one component, and holds the small tools around them.
+//! or any one component, and provides the small tools around them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,7 +53,7 @@ enum ConfigCommand {
     /// Validate a configuration file and name the field and the fix on error.
     Check {
         file: PathBuf,
-        /// Which component the file configures.
+        /// Component the configuration file is for.
         #[arg(long, value_enum, default_value = "up")]
         kind: config::ConfigKind,
     },

@@ -35,7 +35,7 @@ pub const MIN_TEMPERATURE_C: f64 = -273.15;
 /// a larger value is a unit or encoding error.
 pub const MAX_TEMPERATURE_C: f64 = 10_000.0;
 
-/// Why a sensor could or could not produce a valid value.
+/// Quality of a reading: valid, or the reason the sensor produced no value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Quality {
@@ -44,7 +44,7 @@ pub enum Quality {
     Ok,
     /// The sensor's frame failed its checksum.
     Checksum,
-    /// The sensor did not answer in time.
+    /// The sensor did not respond in time.
     Timeout,
     /// The value is outside the sensor's physical range.
     OutOfRange,
@@ -107,7 +107,7 @@ impl Reading {
     }
 }
 
-/// Why a payload was not accepted as a reading. The `Display` text is the
+/// Reason a payload was not accepted as a reading. The `Display` text is the
 /// reason published on the `rejected` topic.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejection {
@@ -193,7 +193,7 @@ struct LooseReading {
 
 /// Parses a payload received on the reading topic of `site`/`sensor`.
 ///
-/// `received_at` stands in for the sensor time when the payload carries
+/// `received_at` is used as the sensor time when the payload carries
 /// none. Site and sensor in the payload, when present, must match the topic.
 pub fn parse_payload(
     site: &str,

@@ -45,7 +45,7 @@ pub struct Secret {
     key: Vec<u8>,
 }
 
-/// Why a secret string was rejected.
+/// Error parsing a secret string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
     #[error("webhook secret is not valid base64 after the \"whsec_\" prefix: generate one with `floorwatch keys generate`")]
@@ -134,7 +134,7 @@ pub fn mixed_signature_header(
     v1.chain(v1a).collect::<Vec<_>>().join(" ")
 }
 
-/// Why a delivery failed verification.
+/// Reason a delivery failed verification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     #[error("header {0} is missing")]

@@ -116,7 +116,7 @@ impl Pipeline {
         body["tasks"].as_array().expect("tasks array").clone()
     }
 
-    /// Waits until the scheduler holds `count` tasks and returns them.
+    /// Waits until the scheduler stores `count` tasks and returns them.
     pub async fn wait_for_tasks(&self, count: usize) -> Vec<Value> {
         wait_for(&format!("{count} tasks"), || async {
             let tasks = self.tasks().await;

@@ -29,7 +29,7 @@ pub struct Pulse {
     pub duration: Duration,
 }
 
-/// Why a frame could not be decoded.
+/// Reason a frame could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     #[error("no 80 µs response from the sensor")]

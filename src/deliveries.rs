@@ -41,18 +41,29 @@ enum DeliveriesCommand {
     },
     /// List every attempt at one event.
     Attempts { event_id: String },
-    /// Queue dead letters again with their attempts reset and the same
-    /// `webhook-id`.
+    /// Queue dead letters, or delivered events, again with their attempts
+    /// reset and the same `webhook-id`.
     Replay {
-        /// Event id (`webhook-id`) to replay.
-        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        /// Event id (`webhook-id`) whose dead letters to replay.
+        #[arg(
+            required_unless_present_any = ["dead", "status"],
+            conflicts_with_all = ["dead", "status", "incident"]
+        )]
         event_id: Option<String>,
-        /// Replay every dead letter.
-        #[arg(long)]
+        /// Replay every dead letter that matches `--endpoint` and
+        /// `--incident`.
+        #[arg(long, conflicts_with = "status")]
         dead: bool,
-        /// Only dead letters of this endpoint URL.
+        /// Replay every row with this status that matches `--endpoint` and
+        /// `--incident`; `delivered` needs one of them.
+        #[arg(long, value_enum)]
+        status: Option<ReplayStatusArg>,
+        /// Only rows of this endpoint URL.
         #[arg(long)]
         endpoint: Option<String>,
+        /// Only rows of this incident id.
+        #[arg(long)]
+        incident: Option<String>,
     },
     /// Enable an endpoint that a `410 Gone` disabled.
     Enable { endpoint_url: String },
@@ -63,6 +74,12 @@ enum StatusArg {
     Pending,
     Delivered,
     Dead,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReplayStatusArg {
+    Dead,
+    Delivered,
 }
 
 impl From<StatusArg> for DeliveryStatus {
@@ -102,18 +119,41 @@ pub fn run(args: DeliveriesArgs) -> anyhow::Result<()> {
         }
         DeliveriesCommand::Attempts { event_id } => attempts(&store, &event_id),
         DeliveriesCommand::Replay {
-            event_id, endpoint, ..
+            event_id,
+            status,
+            endpoint,
+            incident,
+            ..
         } => {
+            let status = match status {
+                Some(ReplayStatusArg::Delivered) => DeliveryStatus::Delivered,
+                Some(ReplayStatusArg::Dead) | None => DeliveryStatus::Dead,
+            };
+            let (endpoint, incident) = (endpoint.as_deref(), incident.as_deref());
             let queued = match &event_id {
-                Some(event_id) => store.replay_event(event_id, endpoint.as_deref())?,
-                None => store.replay_dead(endpoint.as_deref())?,
+                Some(event_id) => store.replay_event(event_id, endpoint)?,
+                None if status == DeliveryStatus::Delivered
+                    && endpoint.is_none()
+                    && incident.is_none() =>
+                {
+                    anyhow::bail!(
+                        "replaying delivered events needs --endpoint or --incident, \
+                         so that one command cannot resend the whole history"
+                    )
+                }
+                None => store.replay_matching(status, endpoint, incident)?,
+            };
+            let noun = match status {
+                DeliveryStatus::Delivered => "delivered event",
+                _ => "dead letter",
             };
             if queued == 0 {
                 anyhow::bail!(
-                    "no dead letter matched: list them with `deliveries list --status dead`"
+                    "no {noun} matched: list them with `deliveries list --status {}`",
+                    status.as_str()
                 );
             }
-            println!("queued {queued} dead letter(s) again");
+            println!("queued {queued} {noun}(s) again");
             Ok(())
         }
         DeliveriesCommand::Enable { endpoint_url } => {

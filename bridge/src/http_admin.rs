@@ -1,5 +1,6 @@
 //! Operator routes on the bridge's HTTP listener: `/metrics`, the delivery
-//! list and log, replay of dead letters and enabling endpoints.
+//! list and log, replay of one event or of every matching row, and enabling
+//! endpoints.
 //!
 //! NOTE: these routes have no authentication yet. Anyone who reaches the
 //! listener can replay events and enable endpoints, so keep
@@ -38,6 +39,7 @@ pub fn routes() -> Route {
         .at("/metrics", get(get_metrics))
         .at("/deliveries", get(list_deliveries))
         .at("/deliveries/:id/attempts", get(list_attempts))
+        .at("/deliveries/replay", post(replay_matching))
         .at("/deliveries/:id/replay", post(replay))
         .at("/endpoints/enable", post(enable_endpoint))
 }
@@ -116,12 +118,10 @@ struct ListQuery {
 
 #[handler]
 async fn list_deliveries(query: Query<ListQuery>, state: Data<&AdminState>) -> Response {
-    let status = match query.status.as_deref() {
+    let status = match query.status.as_deref().map(DeliveryStatus::parse) {
         None => None,
-        Some("pending") => Some(DeliveryStatus::Pending),
-        Some("delivered") => Some(DeliveryStatus::Delivered),
-        Some("dead") => Some(DeliveryStatus::Dead),
-        Some(_) => {
+        Some(Some(status)) => Some(status),
+        Some(None) => {
             return api_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_status",
@@ -183,6 +183,57 @@ async fn replay(
             StatusCode::NOT_FOUND,
             "no_dead_letter",
             "no dead letter has this event id",
+        ),
+        Ok(queued) => {
+            wake(&state);
+            Json(json!({"queued": queued})).into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+/// Filter of `POST /deliveries/replay`.
+#[derive(Debug, Deserialize)]
+struct ReplayMatchingQuery {
+    endpoint: Option<String>,
+    incident: Option<String>,
+    status: Option<String>,
+}
+
+/// Queues again every dead letter (the default) or delivered event that
+/// matches the filter. Replaying delivered events needs an endpoint or an
+/// incident, so that one request cannot resend the whole history.
+#[handler]
+async fn replay_matching(query: Query<ReplayMatchingQuery>, state: Data<&AdminState>) -> Response {
+    let status = match query.status.as_deref().map(DeliveryStatus::parse) {
+        None => DeliveryStatus::Dead,
+        Some(Some(status @ (DeliveryStatus::Dead | DeliveryStatus::Delivered))) => status,
+        Some(_) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_status",
+                "status must be dead or delivered; pending rows are already queued",
+            )
+        }
+    };
+    let Query(ReplayMatchingQuery {
+        endpoint, incident, ..
+    }) = query;
+    if status == DeliveryStatus::Delivered && endpoint.is_none() && incident.is_none() {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "filter_required",
+            "replaying delivered events needs an endpoint or an incident",
+        );
+    }
+    let queue_again = move |store: &mut Store| {
+        store.replay_matching(status, endpoint.as_deref(), incident.as_deref())
+    };
+    match with_store(&state, queue_again).await {
+        Ok(0) => api_error(
+            StatusCode::NOT_FOUND,
+            "no_match",
+            "no delivery matches the filter",
         ),
         Ok(queued) => {
             wake(&state);

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{config, send_readings, start, stop, wait_for, Receiver};
 use floorwatch_bridge::{BridgeConfig, BridgeError, Store};
 use floorwatch_protocol::EventType;
@@ -220,4 +222,67 @@ async fn start_rejects_invalid_config_and_database() {
         "{:?}",
         result.err()
     );
+}
+
+#[tokio::test]
+async fn timed_out_attempt_is_recorded_and_retried() {
+    let receiver = Receiver::start(200).await;
+    // The receiver responds to requests about oven-1 after 3 s, past the
+    // 1 s timeout.
+    receiver.delay_containing("\"oven-1\"", Duration::from_secs(3));
+    let mut endpoint = receiver.endpoint();
+    endpoint.timeout_secs = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let (handle, shutdown) = start(config(&dir, vec![endpoint], &[500, 500, 500])).await;
+
+    send_readings(&handle, "oven-1", 0, &EPISODE_OPEN).await;
+    send_readings(&handle, "oven-1", 4, &EPISODE_CLEAR).await;
+    send_readings(&handle, "oven-2", 0, &EPISODE_OPEN).await;
+    wait_for("the first attempt to time out", || {
+        handle.stats().delivery_attempts_failed >= 1
+    })
+    .await;
+    receiver.delay_containing("no request contains this", Duration::ZERO);
+    wait_for("three deliveries", || {
+        handle.stats().deliveries_succeeded == 3
+    })
+    .await;
+
+    let deliveries = receiver.deliveries();
+    let of_sensor = |sensor: &str| -> Vec<_> {
+        deliveries
+            .iter()
+            .filter(|delivery| delivery.event().data.sensor.as_str() == sensor)
+            .collect()
+    };
+    let (slow, other) = (of_sensor("oven-1"), of_sensor("oven-2"));
+    assert_eq!(other.len(), 1, "oven-2 is delivered once");
+    assert_eq!(other[0].status, 200);
+    let opened_id = slow[0].webhook_id.clone().unwrap();
+    let types: Vec<EventType> = slow.iter().map(|d| d.event().event_type).collect();
+    assert_eq!(types.last(), Some(&EventType::IncidentResolved));
+    assert!(
+        types[..types.len() - 1]
+            .iter()
+            .all(|event_type| *event_type == EventType::IncidentOpened),
+        "the resolved event was sent before the opened one was delivered: {types:?}"
+    );
+    assert!(slow[..slow.len() - 1]
+        .iter()
+        .all(|delivery| delivery.webhook_id.as_deref() == Some(opened_id.as_str())));
+
+    let store = Store::open(&dir.path().join("bridge.db")).unwrap();
+    let attempts = store.attempts_of(&opened_id).unwrap();
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    let (failed, last) = attempts.split_at(attempts.len() - 1);
+    for (_, _, record) in failed {
+        assert_eq!(record.status_code, None, "a timeout has no status");
+        let error = record.error.as_deref().unwrap_or_default();
+        assert!(error.contains("timed out"), "{error}");
+    }
+    assert_eq!(last[0].2.status_code, Some(200));
+    assert_eq!(last[0].1 as usize, attempts.len());
+    assert_eq!(handle.stats().outbox_pending, 0);
+    assert_eq!(handle.stats().dead_letters, 0);
+    stop(handle, shutdown).await;
 }

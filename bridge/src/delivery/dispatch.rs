@@ -1,19 +1,26 @@
-//! The loop of one delivery worker: picks due outbox rows and sends up to
-//! `max_concurrency` of them at once, one per incident, within the rate
+//! The loop of one delivery worker: sends due rows of the in-memory queue,
+//! up to `max_concurrency` at once and one per incident, within the rate
 //! limit and the circuit breaker, and stops while the endpoint is disabled.
+//!
+//! Finished attempts are recorded by group commit: while one transaction
+//! commits, the attempts that finish meanwhile wait and then share the next
+//! one. An incident's next row is sent only after the previous attempt's
+//! record is committed, so a restart never finds a later event delivered
+//! before an earlier one was recorded.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::limits::{BreakerState, CircuitBreaker, Permit, TokenBucket};
-use super::{redact, Outcome, Worker, HEADS_PER_QUERY};
-use crate::store::OutboxRow;
+use super::queue::{Queue, QueuedRow};
+use super::{redact, with_store, Finished, Outcome, Worker, MAX_BODIES_HELD, ROWS_PER_QUERY};
+use crate::stats::bump;
+use crate::store::{RowUpdate, Store, StoreError};
 use crate::BridgeError;
 
 /// Maximum wait between two reads of the outbox, so rows replayed by
@@ -21,56 +28,59 @@ use crate::BridgeError;
 /// about this long.
 const POLL: Duration = Duration::from_secs(1);
 
-type Attempt = (String, Result<Outcome, BridgeError>);
+/// Attempts that one transaction records at most.
+const MAX_COMMIT: usize = 1024;
+
+type Commit = JoinHandle<(Vec<Finished>, Result<(), StoreError>)>;
 
 struct Dispatcher {
     worker: Arc<Worker>,
+    /// Connection for reads, separate from the one that commits.
+    reader: Arc<Mutex<Store>>,
     endpoint: String,
     max_concurrency: usize,
     breaker: CircuitBreaker,
     bucket: Option<TokenBucket>,
-    /// Ordering keys (incidents) with an attempt in flight.
-    in_flight: HashSet<String>,
-    tasks: JoinSet<Attempt>,
+    queue: Queue,
+    /// Attempts in flight.
+    tasks: JoinSet<Result<Finished, BridgeError>>,
+    /// Finished attempts waiting for the next commit.
+    unrecorded: Vec<Finished>,
+    /// The commit running now, if any.
+    commit: Option<Commit>,
+    /// Whether the last read of new rows stopped at its limit.
+    more_rows: bool,
+    last_poll: Instant,
     disabled: bool,
+}
+
+/// Cause of a wake-up of the loop.
+enum Wakeup {
+    Cancelled,
+    Attempt(Result<Result<Finished, BridgeError>, JoinError>),
+    Committed(Result<(Vec<Finished>, Result<(), StoreError>), JoinError>),
+    Notified,
+    Timer,
 }
 
 impl Worker {
     /// Delivers until `cancel` fires; attempts in flight then get up to
-    /// five seconds to finish.
+    /// five seconds to finish, and every finished attempt is recorded.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), BridgeError> {
-        let mut dispatcher = Dispatcher::new(self);
+        let reader = with_store(&self.store, |store| store.open_another()).await??;
+        let mut dispatcher = Dispatcher::new(self, reader);
         tracing::info!(endpoint = %dispatcher.endpoint, "delivery worker started");
         dispatcher.refresh_disabled().await?;
-        while !cancel.is_cancelled() {
-            let wait = match dispatcher.disabled {
-                true => POLL,
-                false => dispatcher.dispatch(&cancel).await?.min(POLL),
-            };
-            let wake = Arc::clone(&dispatcher.worker.wake);
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                Some(joined) = dispatcher.tasks.join_next(), if !dispatcher.tasks.is_empty() => {
-                    dispatcher.finish(joined).await?;
-                }
-                () = wake.notified() => {}
-                () = tokio::time::sleep(wait) => {
-                    if dispatcher.disabled {
-                        dispatcher.refresh_disabled().await?;
-                    }
-                }
-            }
-        }
-        while let Some(joined) = dispatcher.tasks.join_next().await {
-            dispatcher.finish(joined).await?;
-        }
+        dispatcher.read_new_rows().await?;
+        let result = dispatcher.run(&cancel).await;
+        let drained = dispatcher.drain().await;
         tracing::info!(endpoint = %dispatcher.endpoint, "delivery worker stopped");
-        Ok(())
+        result.and(drained)
     }
 }
 
 impl Dispatcher {
-    fn new(worker: Worker) -> Self {
+    fn new(worker: Worker, reader: Store) -> Self {
         let limits = &worker.endpoint.limits;
         let now = Instant::now();
         Self {
@@ -84,41 +94,98 @@ impl Dispatcher {
             bucket: limits
                 .rate_limit_per_sec
                 .map(|rate| TokenBucket::new(rate, now)),
-            in_flight: HashSet::new(),
+            queue: Queue::default(),
             tasks: JoinSet::new(),
+            unrecorded: Vec::new(),
+            commit: None,
+            more_rows: false,
+            last_poll: now,
             disabled: false,
+            reader: Arc::new(Mutex::new(reader)),
             worker: Arc::new(worker),
         }
     }
 
+    async fn run(&mut self, cancel: &CancellationToken) -> Result<(), BridgeError> {
+        loop {
+            let wait = match self.disabled {
+                true => POLL,
+                false => self.dispatch(cancel),
+            };
+            let wait = wait.min(POLL.saturating_sub(self.last_poll.elapsed()));
+            let wake = Arc::clone(&self.worker.wake);
+            let wakeup = tokio::select! {
+                () = cancel.cancelled() => Wakeup::Cancelled,
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    Wakeup::Attempt(joined)
+                }
+                joined = join_commit(&mut self.commit), if self.commit.is_some() => {
+                    Wakeup::Committed(joined)
+                }
+                () = wake.notified() => Wakeup::Notified,
+                () = tokio::time::sleep(wait) => Wakeup::Timer,
+            };
+            match wakeup {
+                Wakeup::Cancelled => return Ok(()),
+                Wakeup::Attempt(joined) => self.finish(joined).await?,
+                Wakeup::Committed(joined) => {
+                    self.commit = None;
+                    self.committed(joined)?;
+                    if self.more_rows {
+                        self.read_new_rows().await?;
+                    }
+                }
+                Wakeup::Notified => self.read_new_rows().await?,
+                Wakeup::Timer => {}
+            }
+            if self.last_poll.elapsed() >= POLL {
+                self.poll().await?;
+            }
+            self.start_commit();
+        }
+    }
+
+    /// Waits for the attempts in flight and records every finished one.
+    async fn drain(&mut self) -> Result<(), BridgeError> {
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            if let Err(error) = self.finish(joined).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        loop {
+            if let Some(commit) = self.commit.take() {
+                if let Err(error) = self.committed(commit.await) {
+                    first_error.get_or_insert(error);
+                }
+            }
+            if self.unrecorded.is_empty() {
+                break;
+            }
+            self.start_commit();
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Starts attempts at due rows while the limits allow, and returns how
     /// long to wait before looking again.
-    async fn dispatch(&mut self, cancel: &CancellationToken) -> Result<Duration, BridgeError> {
-        let key = self.worker.endpoint.key.clone();
-        let heads = self
-            .worker
-            .with_store(move |store| store.pending_heads(&key, HEADS_PER_QUERY))
-            .await??;
+    fn dispatch(&mut self, cancel: &CancellationToken) -> Duration {
         let now_ms = Utc::now().timestamp_millis();
-        let (due, waiting): (Vec<_>, Vec<_>) = heads
-            .into_iter()
-            .filter(|row| !self.in_flight.contains(&row.ordering_key))
-            .partition(|row| row.next_attempt_at_ms <= now_ms);
-        for row in due {
-            if self.in_flight.len() >= self.max_concurrency {
-                // A finished attempt wakes the loop.
-                return Ok(POLL);
+        while self.tasks.len() < self.max_concurrency {
+            let Some(next_at) = self.queue.next_due_at() else {
+                return POLL;
+            };
+            if next_at > now_ms {
+                return Duration::from_millis((next_at - now_ms) as u64);
             }
             if let Some(wait) = self.admit() {
-                return Ok(wait);
+                return wait;
             }
+            let row = self.queue.pop_due(now_ms).expect("a row is due");
             self.spawn(row, cancel);
         }
-        let next_ms = waiting.iter().map(|row| row.next_attempt_at_ms).min();
-        Ok(next_ms.map_or(
-            POLL,
-            |at| Duration::from_millis((at - now_ms).max(1) as u64),
-        ))
+        // A finished attempt wakes the loop.
+        POLL
     }
 
     /// Takes a rate limit token and a breaker permit for one attempt, or
@@ -145,36 +212,150 @@ impl Dispatcher {
         }
     }
 
-    fn spawn(&mut self, row: OutboxRow, cancel: &CancellationToken) {
+    fn spawn(&mut self, row: QueuedRow, cancel: &CancellationToken) {
         let worker = Arc::clone(&self.worker);
+        let reader = Arc::clone(&self.reader);
         let cancel = cancel.clone();
-        let key = row.ordering_key.clone();
-        self.in_flight.insert(key.clone());
-        self.tasks.spawn(async move {
-            let outcome = worker.attempt(row, &cancel).await;
-            (key, outcome)
-        });
+        self.tasks
+            .spawn(async move { worker.attempt(&reader, row, &cancel).await });
     }
 
     /// Applies the result of a finished attempt to the breaker and the
-    /// disabled state.
+    /// disabled state, and queues its record for the next commit.
     async fn finish(
         &mut self,
-        joined: Result<Attempt, tokio::task::JoinError>,
+        joined: Result<Result<Finished, BridgeError>, JoinError>,
     ) -> Result<(), BridgeError> {
-        let (key, outcome) =
-            joined.map_err(|error| BridgeError::Task(format!("delivery attempt: {error}")))?;
-        self.in_flight.remove(&key);
-        let success = match outcome? {
-            Outcome::Delivered => true,
-            Outcome::Failed => false,
-            Outcome::Gone => return self.disable().await,
-            Outcome::Abandoned => return Ok(()),
+        let finished =
+            joined.map_err(|error| BridgeError::Task(format!("delivery attempt: {error}")))??;
+        let success = match finished.outcome {
+            Outcome::Delivered => Some(true),
+            Outcome::Failed | Outcome::Gone => Some(false),
+            Outcome::Abandoned => None,
+            Outcome::Vanished => {
+                tracing::warn!(
+                    endpoint = %self.endpoint,
+                    incident = %finished.ordering_key,
+                    "an outbox row stopped being pending before its attempt; skipping it"
+                );
+                None
+            }
         };
-        if let Some(state) = self.breaker.record(success, Instant::now()) {
-            self.log_breaker(state);
+        if finished.outcome == Outcome::Gone {
+            self.disable().await?;
+        } else if let Some(success) = success {
+            if let Some(state) = self.breaker.record(success, Instant::now()) {
+                self.log_breaker(state);
+            }
+        }
+        self.unrecorded.push(finished);
+        Ok(())
+    }
+
+    /// Starts committing the finished attempts unless a commit is running.
+    fn start_commit(&mut self) {
+        if self.commit.is_some() || self.unrecorded.is_empty() {
+            return;
+        }
+        let count = self.unrecorded.len().min(MAX_COMMIT);
+        let batch: Vec<Finished> = self.unrecorded.drain(..count).collect();
+        let store = Arc::clone(&self.worker.store);
+        let endpoint = self.worker.endpoint.key.clone();
+        self.commit = Some(tokio::task::spawn_blocking(move || {
+            let records: Vec<_> = batch
+                .iter()
+                .filter_map(|finished| finished.record.clone())
+                .collect();
+            let mut store = store
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let result = match records.is_empty() {
+                true => Ok(()),
+                false => store.record_attempts(&endpoint, &records),
+            };
+            (batch, result)
+        }));
+    }
+
+    /// Applies a finished commit to the queue and the statistics.
+    fn committed(
+        &mut self,
+        joined: Result<(Vec<Finished>, Result<(), StoreError>), JoinError>,
+    ) -> Result<(), BridgeError> {
+        let (batch, result) =
+            joined.map_err(|error| BridgeError::Task(format!("recording attempts: {error}")))?;
+        result?;
+        let stats = &self.worker.stats;
+        for finished in batch {
+            let key = &finished.ordering_key;
+            let Some(record) = finished.record else {
+                if finished.outcome == Outcome::Vanished {
+                    self.queue.remove(key, finished.outbox_id);
+                }
+                self.queue.release(key);
+                continue;
+            };
+            self.queue.complete(key, record.outbox_id, record.update);
+            match record.update {
+                RowUpdate::Delivered => {
+                    bump(&stats.deliveries_succeeded);
+                    stats.outbox_done(1);
+                }
+                RowUpdate::Retry { .. } => bump(&stats.delivery_attempts_failed),
+                RowUpdate::Dead => {
+                    bump(&stats.delivery_attempts_failed);
+                    bump(&stats.dead_letters);
+                    stats.outbox_done(1);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Reads pending rows added after the queue's cursor, while the queue
+    /// keeps fewer bodies than its limit.
+    async fn read_new_rows(&mut self) -> Result<(), BridgeError> {
+        if self.queue.bodies() >= MAX_BODIES_HELD {
+            // Rows behind another row of their incident cannot be sent
+            // yet; their bodies are read again when they can.
+            self.queue.drop_waiting_bodies();
+        }
+        let room = MAX_BODIES_HELD.saturating_sub(self.queue.bodies());
+        if room == 0 {
+            self.more_rows = true;
+            return Ok(());
+        }
+        let limit = room.min(ROWS_PER_QUERY);
+        let key = self.worker.endpoint.key.clone();
+        let cursor = self.queue.cursor();
+        let rows = with_store(&self.reader, move |store| {
+            store.pending_after(&key, cursor, limit)
+        })
+        .await??;
+        self.more_rows = rows.len() == limit;
+        for row in rows {
+            self.queue.push_new(row.into());
+        }
+        Ok(())
+    }
+
+    /// Runs the checks made once per `POLL`: the disabled state, rows that
+    /// a replay made pending again, and new rows no wake-up announced.
+    async fn poll(&mut self) -> Result<(), BridgeError> {
+        self.last_poll = Instant::now();
+        self.refresh_disabled().await?;
+        let key = self.worker.endpoint.key.clone();
+        let cursor = self.queue.cursor();
+        let rows = with_store(&self.reader, move |store| {
+            store.unattempted_up_to(&key, cursor)
+        })
+        .await??;
+        for row in rows {
+            if !self.queue.holds(row.id) {
+                self.queue.insert(row.into());
+            }
+        }
+        self.read_new_rows().await
     }
 
     fn log_breaker(&self, state: BreakerState) {
@@ -198,9 +379,10 @@ impl Dispatcher {
             return Ok(());
         }
         let key = self.worker.endpoint.key.clone();
-        self.worker
-            .with_store(move |store| store.disable_endpoint(&key, "receiver returned 410 Gone"))
-            .await??;
+        with_store(&self.reader, move |store| {
+            store.disable_endpoint(&key, "receiver returned 410 Gone")
+        })
+        .await??;
         self.disabled = true;
         self.worker
             .stats
@@ -218,10 +400,7 @@ impl Dispatcher {
     /// HTTP API may have cleared it.
     async fn refresh_disabled(&mut self) -> Result<(), BridgeError> {
         let key = self.worker.endpoint.key.clone();
-        let reason = self
-            .worker
-            .with_store(move |store| store.endpoint_disabled(&key))
-            .await??;
+        let reason = with_store(&self.reader, move |store| store.endpoint_disabled(&key)).await??;
         match (self.disabled, reason) {
             (false, Some(reason)) => {
                 self.disabled = true;
@@ -239,5 +418,15 @@ impl Dispatcher {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Waits for the running commit; never completes when there is none.
+async fn join_commit(
+    commit: &mut Option<Commit>,
+) -> Result<(Vec<Finished>, Result<(), StoreError>), JoinError> {
+    match commit {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
     }
 }

@@ -2,10 +2,13 @@
 //! signed POST requests, records every attempt, and schedules retries.
 //!
 //! `dispatch` runs a worker's loop: concurrency, rate limit, circuit
-//! breaker and the disabled state. This module makes single attempts.
+//! breaker, the disabled state and group commits of attempt records.
+//! `queue` keeps the endpoint's pending rows in memory. This module makes
+//! single attempts.
 
 mod dispatch;
 pub mod limits;
+mod queue;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -24,15 +27,24 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{DeliverySettings, EndpointConfig};
 use crate::guard::{self, GuardedResolver};
 use crate::retry::{next_delay, parse_retry_after};
-use crate::stats::{bump, Stats};
-use crate::store::{AttemptRecord, OutboxRow, RowUpdate, Store};
+use crate::stats::Stats;
+use crate::store::{AttemptRecord, FinishedAttempt, RowUpdate, Store};
 use crate::BridgeError;
+use queue::QueuedRow;
 
 /// How long an attempt in flight may continue after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Rows read from the outbox per query.
-const HEADS_PER_QUERY: usize = 64;
+const ROWS_PER_QUERY: usize = 512;
+
+/// Rows whose bodies a worker keeps in memory before it stops reading new
+/// rows: about 4 MB at 1 KB a body.
+///
+/// NOTE: the other fields of every pending row read stay in memory, about
+/// 200 bytes a row by estimate, so a backlog of 100,000 rows at a failing
+/// endpoint costs about 20 MB.
+const MAX_BODIES_HELD: usize = 4096;
 
 /// Bytes of a response body kept in the delivery log.
 const SNIPPET_BYTES: usize = 512;
@@ -87,6 +99,70 @@ impl Endpoint {
     }
 }
 
+/// Result of one [`Endpoint::send_signed`] request.
+#[derive(Debug, Clone, Default)]
+pub struct SendOutcome {
+    /// HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// Reason the attempt failed; `None` after a 2xx.
+    pub error: Option<String>,
+    /// The receiver's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
+}
+
+impl SendOutcome {
+    /// Returns true for a 2xx response.
+    pub fn delivered(&self) -> bool {
+        self.error.is_none()
+            && self
+                .status
+                .is_some_and(|status| (200..300).contains(&status))
+    }
+}
+
+impl Endpoint {
+    /// Signs `body` as event `event_id` and POSTs it once, with the same
+    /// headers, guard and timeout as the outbox workers. Used by outboxes
+    /// other than SQLite, which keep their own attempt count.
+    pub async fn send_signed(&self, event_id: &str, body: &[u8]) -> SendOutcome {
+        let literal_ip = self.url.host_str().and_then(|host| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .ok()
+        });
+        if let Some(Err(error)) = literal_ip.map(|ip| guard::check(ip, self.allow_private)) {
+            return SendOutcome {
+                error: Some(error),
+                ..SendOutcome::default()
+            };
+        }
+        let timestamp = Utc::now().timestamp();
+        let signature =
+            mixed_signature_header(&self.secrets, &self.signing_keys, event_id, timestamp, body);
+        let request = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(HEADER_ID, event_id)
+            .header(HEADER_TIMESTAMP, timestamp.to_string())
+            .header(HEADER_SIGNATURE, signature)
+            .body(body.to_vec());
+        let response = match request.send().await {
+            Ok(response) => read_response(response).await,
+            Err(error) => Response {
+                error: Some(error_chain(&error)),
+                ..Response::default()
+            },
+        };
+        SendOutcome {
+            status: response.status.map(|status| status.as_u16()),
+            error: response.error,
+            retry_after: response.retry_after,
+        }
+    }
+}
+
 /// Returns `url` without credentials, query or fragment, for logs.
 pub fn redact(url: &str) -> String {
     match Url::parse(url) {
@@ -119,39 +195,75 @@ enum Outcome {
     Gone,
     /// Cut short at shutdown and not recorded.
     Abandoned,
+    /// The row was no longer pending when its body was read.
+    Vanished,
+}
+
+/// A finished attempt, recorded later with others in one commit.
+#[derive(Debug)]
+struct Finished {
+    ordering_key: String,
+    outbox_id: i64,
+    outcome: Outcome,
+    /// The attempt record; `None` for an abandoned or vanished row.
+    record: Option<FinishedAttempt>,
 }
 
 /// Delivers the outbox rows of one endpoint.
 pub struct Worker {
     pub endpoint: Endpoint,
+    /// Connection that records attempts. The worker opens a second one for
+    /// reads, which in WAL mode do not wait for a commit.
     pub store: Arc<Mutex<Store>>,
     pub settings: DeliverySettings,
     pub stats: Arc<Stats>,
     pub wake: Arc<Notify>,
 }
 
-impl Worker {
-    async fn with_store<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Store) -> T + Send + 'static,
-    ) -> Result<T, BridgeError> {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
-            let mut store = store
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&mut store)
-        })
-        .await
-        .map_err(|error| BridgeError::Task(format!("delivery store access: {error}")))
-    }
+/// Runs `work` on a blocking thread with the store behind `store`.
+async fn with_store<T: Send + 'static>(
+    store: &Arc<Mutex<Store>>,
+    work: impl FnOnce(&mut Store) -> T + Send + 'static,
+) -> Result<T, BridgeError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        let mut store = store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        work(&mut store)
+    })
+    .await
+    .map_err(|error| BridgeError::Task(format!("delivery store access: {error}")))
+}
 
-    /// Makes one attempt at `row` and records it.
+impl Worker {
+    /// Makes one attempt at `row`, reading its body first when the queue
+    /// dropped it, and returns what to record.
     async fn attempt(
         &self,
-        row: OutboxRow,
+        reader: &Arc<Mutex<Store>>,
+        mut row: QueuedRow,
         cancel: &CancellationToken,
-    ) -> Result<Outcome, BridgeError> {
+    ) -> Result<Finished, BridgeError> {
+        let ordering_key = row.ordering_key.clone();
+        let outbox_id = row.id;
+        let body = match row.body.take() {
+            Some(body) => body,
+            None => {
+                let id = row.id;
+                match with_store(reader, move |store| store.pending_body(id)).await?? {
+                    Some(body) => body,
+                    None => {
+                        return Ok(Finished {
+                            ordering_key,
+                            outbox_id,
+                            outcome: Outcome::Vanished,
+                            record: None,
+                        })
+                    }
+                }
+            }
+        };
         let attempt = row.attempts + 1;
         let attempted_at = Utc::now();
         let started = Instant::now();
@@ -160,7 +272,7 @@ impl Worker {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
         let response = tokio::select! {
-            response = self.send(&row) => response,
+            response = self.send(&row, body) => response,
             () = grace => {
                 tracing::warn!(
                     endpoint = %redact(&self.endpoint.key),
@@ -168,7 +280,12 @@ impl Worker {
                     attempt,
                     "abandoned an attempt at shutdown; it is retried on the next start"
                 );
-                return Ok(Outcome::Abandoned);
+                return Ok(Finished {
+                    ordering_key,
+                    outbox_id,
+                    outcome: Outcome::Abandoned,
+                    record: None,
+                });
             }
         };
         let record = AttemptRecord {
@@ -181,31 +298,27 @@ impl Worker {
         self.stats.delivery_latency.observe(record.latency_ms);
         let update = self.decide(&row, &response);
         self.log_outcome(&row, &response, update);
-
-        let endpoint = self.endpoint.key.clone();
-        self.with_store(move |store| store.record_attempt(&row, &endpoint, &record, update))
-            .await??;
-        match update {
-            RowUpdate::Delivered => {
-                bump(&self.stats.deliveries_succeeded);
-                self.stats.outbox_done(1);
-                return Ok(Outcome::Delivered);
-            }
-            RowUpdate::Retry { .. } => bump(&self.stats.delivery_attempts_failed),
-            RowUpdate::Dead => {
-                bump(&self.stats.delivery_attempts_failed);
-                bump(&self.stats.dead_letters);
-                self.stats.outbox_done(1);
-            }
-        }
-        match response.status == Some(StatusCode::GONE) {
-            true => Ok(Outcome::Gone),
-            false => Ok(Outcome::Failed),
-        }
+        let outcome = match update {
+            RowUpdate::Delivered => Outcome::Delivered,
+            _ if response.status == Some(StatusCode::GONE) => Outcome::Gone,
+            _ => Outcome::Failed,
+        };
+        Ok(Finished {
+            ordering_key,
+            outbox_id,
+            outcome,
+            record: Some(FinishedAttempt {
+                outbox_id: row.id,
+                event_id: row.event_id,
+                attempt,
+                record,
+                update,
+            }),
+        })
     }
 
     /// Chooses what happens to the row after `response`.
-    fn decide(&self, row: &OutboxRow, response: &Response) -> RowUpdate {
+    fn decide(&self, row: &QueuedRow, response: &Response) -> RowUpdate {
         if response.error.is_none() && response.status.is_some_and(|s| s.is_success()) {
             return RowUpdate::Delivered;
         }
@@ -235,7 +348,7 @@ impl Worker {
         }
     }
 
-    fn log_outcome(&self, row: &OutboxRow, response: &Response, update: RowUpdate) {
+    fn log_outcome(&self, row: &QueuedRow, response: &Response, update: RowUpdate) {
         let endpoint = redact(&self.endpoint.key);
         let attempt = row.attempts + 1;
         let status = response.status.map(|status| status.as_u16());
@@ -260,7 +373,7 @@ impl Worker {
     }
 
     /// Signs and sends `row`, unless the guard rejects the destination.
-    async fn send(&self, row: &OutboxRow) -> Response {
+    async fn send(&self, row: &QueuedRow, body: Vec<u8>) -> Response {
         if let Some(error) = self.literal_host_rejection() {
             return Response {
                 error: Some(error),
@@ -273,7 +386,7 @@ impl Worker {
             &self.endpoint.signing_keys,
             &row.event_id,
             timestamp,
-            &row.body,
+            &body,
         );
         let request = self
             .endpoint
@@ -283,7 +396,7 @@ impl Worker {
             .header(HEADER_ID, &row.event_id)
             .header(HEADER_TIMESTAMP, timestamp.to_string())
             .header(HEADER_SIGNATURE, signature)
-            .body(row.body.clone());
+            .body(body);
         match request.send().await {
             Ok(response) => read_response(response).await,
             Err(error) => Response {

@@ -15,6 +15,16 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    /// Parses a value of `outbox.status`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "dead" => Some(Self::Dead),
+            _ => None,
+        }
+    }
+
     /// Returns the value stored in `outbox.status`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -115,13 +125,35 @@ impl Store {
     /// Queues every dead letter again, or those of `endpoint`. Returns the
     /// number of rows queued.
     pub fn replay_dead(&mut self, endpoint: Option<&str>) -> Result<usize, StoreError> {
+        self.replay_matching(DeliveryStatus::Dead, endpoint, None)
+    }
+
+    /// Queues again every row with `status` (dead letters or delivered
+    /// events) of `endpoint` and `incident`, where given, with attempts
+    /// reset and the same `webhook-id`. Returns the number of rows queued;
+    /// `status` pending matches nothing, because those rows are queued.
+    pub fn replay_matching(
+        &mut self,
+        status: DeliveryStatus,
+        endpoint: Option<&str>,
+        incident: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        if status == DeliveryStatus::Pending {
+            return Ok(0);
+        }
         self.conn
             .execute(
-                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?2
-                 WHERE status = 'dead' AND (?1 IS NULL OR endpoint = ?1)",
-                params![endpoint, Utc::now().timestamp_millis()],
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?4
+                 WHERE status = ?1 AND (?2 IS NULL OR endpoint = ?2)
+                   AND (?3 IS NULL OR ordering_key = ?3)",
+                params![
+                    status.as_str(),
+                    endpoint,
+                    incident,
+                    Utc::now().timestamp_millis()
+                ],
             )
-            .context("replaying dead letters")
+            .context("replaying deliveries")
     }
 
     /// Returns the number of pending outbox rows and the creation time of

@@ -14,7 +14,7 @@ use floorwatch_protocol::{Event, EventType, Id, IncidentData};
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub use deliveries::{DeliveryFilter, DeliveryStatus, DeliverySummary};
-pub use outbox::{AttemptRecord, OutboxRow, RowUpdate};
+pub use outbox::{AttemptRecord, FinishedAttempt, OutboxRow, PendingRow, RowUpdate};
 
 use crate::sensor::SensorState;
 
@@ -113,6 +113,8 @@ impl Store {
              PRAGMA busy_timeout = 10000;",
         )
         .map_err(open_error)?;
+        conn.busy_handler(Some(wait_while_busy))
+            .map_err(open_error)?;
         let mut store = Self { conn };
         store.migrate(path)?;
         Ok(store)
@@ -286,6 +288,18 @@ fn write_incident(
     )
     .context("saving an incident")?;
     Ok(())
+}
+
+/// Waits up to about 10 s for another connection's write lock, checking
+/// every millisecond. SQLite's own `busy_timeout` sleeps up to 100 ms
+/// between checks, which shows as latency when the ingest and delivery
+/// connections commit at the same time.
+fn wait_while_busy(attempts: i32) -> bool {
+    if attempts >= 10_000 {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    true
 }
 
 /// Formats a time the way the database stores it.

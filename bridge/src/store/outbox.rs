@@ -1,7 +1,7 @@
 //! Outbox queries of the delivery workers and the delivery log.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::{rfc3339, Context, Store, StoreError};
 
@@ -19,6 +19,28 @@ pub struct OutboxRow {
     pub attempts: u32,
     /// Unix time in milliseconds before which the row waits.
     pub next_attempt_at_ms: i64,
+}
+
+/// A pending outbox row without its body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingRow {
+    pub id: i64,
+    pub event_id: String,
+    pub ordering_key: String,
+    pub event_type: String,
+    pub attempts: u32,
+    pub next_attempt_at_ms: i64,
+}
+
+/// One finished attempt to record with [`Store::record_attempts`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedAttempt {
+    pub outbox_id: i64,
+    pub event_id: String,
+    /// Number of this attempt, from 1.
+    pub attempt: u32,
+    pub record: AttemptRecord,
+    pub update: RowUpdate,
 }
 
 /// One delivery attempt, as logged in `delivery_attempts`.
@@ -86,6 +108,88 @@ impl Store {
         rows.collect::<Result<_, _>>().context("reading the outbox")
     }
 
+    /// Returns up to `limit` pending rows of `endpoint` with an id above
+    /// `after_id`, in id order, with their bodies.
+    pub fn pending_after(
+        &self,
+        endpoint: &str,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        // The unary `+` keeps SQLite from using the `outbox_pending` index,
+        // so it scans the primary key from `after_id` instead of every
+        // pending row of the endpoint.
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT id, event_id, ordering_key, event_type, body, attempts, next_attempt_at
+                 FROM outbox
+                 WHERE id > ?2 AND +endpoint = ?1 AND +status = 'pending'
+                 ORDER BY id
+                 LIMIT ?3",
+            )
+            .context("reading new outbox rows")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement
+            .query_map(params![endpoint, after_id, limit], |row| {
+                Ok(OutboxRow {
+                    id: row.get(0)?,
+                    event_id: row.get(1)?,
+                    ordering_key: row.get(2)?,
+                    event_type: row.get(3)?,
+                    body: row.get(4)?,
+                    attempts: row.get(5)?,
+                    next_attempt_at_ms: row.get(6)?,
+                })
+            })
+            .context("reading new outbox rows")?;
+        rows.collect::<Result<_, _>>()
+            .context("reading new outbox rows")
+    }
+
+    /// Returns the pending rows of `endpoint` with no attempt yet and an id
+    /// up to `up_to_id`, without bodies. A delivery worker uses it to find
+    /// rows that a replay made pending again.
+    pub fn unattempted_up_to(
+        &self,
+        endpoint: &str,
+        up_to_id: i64,
+    ) -> Result<Vec<PendingRow>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT id, event_id, ordering_key, event_type, attempts, next_attempt_at
+                 FROM outbox
+                 WHERE endpoint = ?1 AND status = 'pending' AND attempts = 0 AND id <= ?2
+                 ORDER BY id",
+            )
+            .context("reading replayed outbox rows")?;
+        let rows = statement
+            .query_map(params![endpoint, up_to_id], |row| {
+                Ok(PendingRow {
+                    id: row.get(0)?,
+                    event_id: row.get(1)?,
+                    ordering_key: row.get(2)?,
+                    event_type: row.get(3)?,
+                    attempts: row.get(4)?,
+                    next_attempt_at_ms: row.get(5)?,
+                })
+            })
+            .context("reading replayed outbox rows")?;
+        rows.collect::<Result<_, _>>()
+            .context("reading replayed outbox rows")
+    }
+
+    /// Returns the body of outbox row `id` while it is pending.
+    pub fn pending_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT body FROM outbox WHERE id = ?1 AND status = 'pending'")
+            .context("reading an outbox body")?
+            .query_row([id], |row| row.get(0))
+            .optional()
+            .context("reading an outbox body")
+    }
+
     /// Logs an attempt and updates its outbox row in one transaction.
     pub fn record_attempt(
         &mut self,
@@ -94,40 +198,85 @@ impl Store {
         record: &AttemptRecord,
         update: RowUpdate,
     ) -> Result<(), StoreError> {
-        let attempt = row.attempts + 1;
+        let finished = FinishedAttempt {
+            outbox_id: row.id,
+            event_id: row.event_id.clone(),
+            attempt: row.attempts + 1,
+            record: record.clone(),
+            update,
+        };
+        self.record_attempts(endpoint, std::slice::from_ref(&finished))
+    }
+
+    /// Logs attempts at rows of `endpoint` and updates those rows, all in
+    /// one transaction, so that many attempts share one commit.
+    pub fn record_attempts(
+        &mut self,
+        endpoint: &str,
+        attempts: &[FinishedAttempt],
+    ) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction()
             .context("starting an attempt record")?;
-        tx.execute(
-            "INSERT INTO delivery_attempts (outbox_id, event_id, endpoint, attempt, attempted_at,
-                                            status_code, latency_ms, error, response_snippet)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                row.id,
-                row.event_id,
-                endpoint,
-                attempt,
-                rfc3339(record.attempted_at),
-                record.status_code,
-                record.latency_ms as i64,
-                record.error,
-                record.response_snippet,
-            ],
-        )
-        .context("logging a delivery attempt")?;
-        let (status, next_attempt_at_ms) = match update {
-            RowUpdate::Delivered => ("delivered", row.next_attempt_at_ms),
-            RowUpdate::Retry { next_attempt_at_ms } => ("pending", next_attempt_at_ms),
-            RowUpdate::Dead => ("dead", row.next_attempt_at_ms),
-        };
-        tx.execute(
-            "UPDATE outbox SET attempts = ?2, status = ?3, next_attempt_at = ?4, last_error = ?5
-             WHERE id = ?1",
-            params![row.id, attempt, status, next_attempt_at_ms, record.error],
-        )
-        .context("updating an outbox row")?;
-        tx.commit().context("committing an attempt record")
+        {
+            let mut log = tx
+                .prepare_cached(
+                    "INSERT INTO delivery_attempts (outbox_id, event_id, endpoint, attempt,
+                                                    attempted_at, status_code, latency_ms, error,
+                                                    response_snippet)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .context("logging a delivery attempt")?;
+            // A NULL next attempt time keeps the stored one.
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE outbox SET attempts = ?2, status = ?3,
+                                       next_attempt_at = COALESCE(?4, next_attempt_at),
+                                       last_error = ?5
+                     WHERE id = ?1",
+                )
+                .context("updating an outbox row")?;
+            for finished in attempts {
+                let record = &finished.record;
+                log.execute(params![
+                    finished.outbox_id,
+                    finished.event_id,
+                    endpoint,
+                    finished.attempt,
+                    rfc3339(record.attempted_at),
+                    record.status_code,
+                    record.latency_ms as i64,
+                    record.error,
+                    record.response_snippet,
+                ])
+                .context("logging a delivery attempt")?;
+                let (status, next_attempt_at_ms) = match finished.update {
+                    RowUpdate::Delivered => ("delivered", None),
+                    RowUpdate::Retry { next_attempt_at_ms } => {
+                        ("pending", Some(next_attempt_at_ms))
+                    }
+                    RowUpdate::Dead => ("dead", None),
+                };
+                update
+                    .execute(params![
+                        finished.outbox_id,
+                        finished.attempt,
+                        status,
+                        next_attempt_at_ms,
+                        record.error,
+                    ])
+                    .context("updating an outbox row")?;
+            }
+        }
+        tx.commit().context("committing attempt records")
+    }
+
+    /// Opens a second connection to the same database, so that reads do not
+    /// wait behind a commit on this one.
+    pub fn open_another(&self) -> Result<Store, StoreError> {
+        let path = self.conn.path().unwrap_or_default();
+        Store::open(std::path::Path::new(path))
     }
 
     /// Counts outbox rows still waiting for delivery.

@@ -1,6 +1,7 @@
-//! floorwatch bridge: ingests readings from MQTT, evaluates threshold rules,
-//! turns each abnormal episode into one incident, and delivers its events as
-//! signed webhooks from a durable SQLite outbox with retries.
+//! floorwatch bridge: ingests readings from MQTT or NATS JetStream (see
+//! [`nats`]), evaluates threshold rules, turns each abnormal episode into one
+//! incident, and delivers its events as signed webhooks with retries from a
+//! durable outbox: SQLite, or a JetStream stream with NATS.
 //!
 //! [`start`] spawns the tasks and returns a [`BridgeHandle`]; [`run`] is
 //! `start` followed by [`BridgeHandle::wait`].
@@ -15,6 +16,7 @@ mod ingest;
 pub mod metrics;
 pub mod mqtt;
 pub mod mutes;
+pub mod nats;
 pub mod pipeline;
 pub mod profile;
 pub mod reload;
@@ -68,6 +70,11 @@ pub enum BridgeError {
     #[error("HTTP ingest on {addr} failed: {detail} (set bridge.http.listen to a free address)")]
     Http {
         addr: std::net::SocketAddr,
+        detail: String,
+    },
+    #[error("NATS {action} failed: {detail}")]
+    Nats {
+        action: &'static str,
         detail: String,
     },
     #[error("a bridge task failed: {0}")]
@@ -168,6 +175,10 @@ pub async fn start(
 ) -> Result<BridgeHandle, BridgeError> {
     config.validate()?;
     tracing::info!(config = %redacted_config(&config), "bridge starting");
+    if config.source == config::Source::Nats {
+        return nats::start(config, shutdown).await;
+    }
+    tracing::info!(source = "mqtt", broker = %redact(&config.mqtt.url), "reading from MQTT");
     let broker: BrokerUrl = config.mqtt.url.parse().map_err(|error| ConfigError {
         field: "bridge.mqtt.url".to_owned(),
         value: config.mqtt.url.clone(),
@@ -345,6 +356,7 @@ fn redacted_config(config: &BridgeConfig) -> serde_json::Value {
     let hidden = || "<redacted>".to_owned();
     let mut config = config.clone();
     config.mqtt.password = config.mqtt.password.as_ref().map(|_| hidden());
+    config.nats.password = config.nats.password.as_ref().map(|_| hidden());
     for endpoint in &mut config.endpoints {
         endpoint.url = redact(&endpoint.url);
         endpoint.secret = endpoint.secret.as_ref().map(|_| hidden());

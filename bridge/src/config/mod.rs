@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 
 mod http;
 mod mutes;
+mod nats;
 mod notify;
 mod rules;
 
 pub use http::HttpSettings;
 pub use mutes::{parse_clock_time, parse_weekday, MaintenanceConfig, Matchers, SilenceConfig};
+pub use nats::{NatsSettings, Source, MAX_PARTITIONS};
 pub use notify::ReminderSettings;
 
 pub use rules::{
@@ -27,8 +29,13 @@ pub use rules::{
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BridgeConfig {
+    /// Where readings come from: `mqtt` (default) or `nats`.
+    pub source: Source,
     /// Broker connection, `[bridge.mqtt]`.
     pub mqtt: MqttSettings,
+    /// NATS JetStream connection and partitions, `[bridge.nats]`, used when
+    /// `source` is `nats`.
+    pub nats: NatsSettings,
     /// SQLite file holding rule state, incidents, the outbox and the
     /// delivery log. Its directory is created when missing.
     pub database: PathBuf,
@@ -59,7 +66,9 @@ pub struct BridgeConfig {
 impl Default for BridgeConfig {
     fn default() -> Self {
         Self {
+            source: Source::default(),
             mqtt: MqttSettings::default(),
+            nats: NatsSettings::default(),
             database: PathBuf::from("floorwatch-data/bridge.db"),
             rules: default_rules(),
             health: HealthSettings::default(),
@@ -276,6 +285,9 @@ impl BridgeConfig {
     /// Checks every field and returns the first invalid one.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_mqtt()?;
+        if self.source == Source::Nats {
+            self.nats.validate(&self.mqtt.topic_prefix)?;
+        }
         if self.database.as_os_str().is_empty() {
             return Err(ConfigError::new(
                 "bridge.database",

@@ -21,9 +21,17 @@ use crate::ingest::Queued;
 use crate::pipeline::{Inbound, RetainedIncidents};
 use crate::stats::Stats;
 
-/// Largest incoming packet accepted; bigger readings reach the parser and
-/// are rejected there instead of closing the connection.
-const MAX_INCOMING_PACKET: usize = 1024 * 1024;
+/// Largest incoming packet accepted: the largest remaining length MQTT 3.1.1
+/// can encode, so every payload reaches the parser and is rejected there.
+/// With a lower limit, rumqttc closes the connection on a larger packet
+/// before it can be acknowledged, and the broker delivers it again on every
+/// reconnect of the persistent session, which stops all ingest.
+///
+/// NOTE: rumqttc reads the whole packet into memory. Only the broker's own
+/// payload limit bounds what a client can make the bridge hold: it is
+/// `max_payload_size` in broker.toml, and `message_size_limit` in Mosquitto
+/// 2.0, whose default 0 accepts any size.
+const MAX_INCOMING_PACKET: usize = 268_435_455;
 
 /// Largest outgoing packet (incident state with its readings window).
 const MAX_OUTGOING_PACKET: usize = 256 * 1024;

@@ -212,9 +212,11 @@ impl Verifier {
                 tolerance_secs,
             });
         }
-        if -age_secs > tolerance_secs {
+        // Not `-age_secs`: the saturated difference may be i64::MIN.
+        let ahead_secs = timestamp.saturating_sub(now);
+        if ahead_secs > tolerance_secs {
             return Err(VerifyError::TimestampTooNew {
-                ahead_secs: -age_secs,
+                ahead_secs,
                 tolerance_secs,
             });
         }

@@ -56,17 +56,46 @@ impl PartialEq for Window {
     }
 }
 
+/// Stored form of one window point: `[nanoseconds since the Unix epoch,
+/// value]`, or the event form `{"time": ..., "value": ...}` for a time
+/// outside the range of 64-bit nanoseconds (and in state stored by earlier
+/// versions). The sensor state is saved after every batch, and formatting
+/// timestamps as text was most of the cost of saving it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredPoint {
+    Compact(i64, f64),
+    Full(WindowPoint),
+}
+
 impl Serialize for Window {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.recent().serialize(serializer)
+        use serde::ser::SerializeSeq;
+        let recent = self.recent();
+        let mut seq = serializer.serialize_seq(Some(recent.len()))?;
+        for point in recent {
+            match point.time.timestamp_nanos_opt() {
+                Some(nanos) => seq.serialize_element(&(nanos, point.value))?,
+                None => seq.serialize_element(point)?,
+            }
+        }
+        seq.end()
     }
 }
 
 impl<'de> Deserialize<'de> for Window {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let points = Vec::<WindowPoint>::deserialize(deserializer)?;
+        let points = Vec::<StoredPoint>::deserialize(deserializer)?;
         let mut window = Window(Vec::with_capacity(2 * WINDOW_LEN));
-        points.into_iter().for_each(|point| window.push(point));
+        for point in points {
+            window.push(match point {
+                StoredPoint::Compact(nanos, value) => WindowPoint {
+                    time: DateTime::from_timestamp_nanos(nanos),
+                    value,
+                },
+                StoredPoint::Full(point) => point,
+            });
+        }
         Ok(window)
     }
 }
@@ -382,6 +411,18 @@ mod tests {
         let window = state.windows[Metric::Temperature].recent();
         assert_eq!(window.len(), WINDOW_LEN);
         assert_eq!(window[0].time, reading(None, 5, 0.0).time);
+    }
+
+    #[test]
+    fn window_is_stored_compactly_and_reads_the_event_form() {
+        let time: DateTime<Utc> = "2026-12-04T12:00:00.123456789Z".parse().unwrap();
+        let mut window = Window::default();
+        window.push(WindowPoint { time, value: 21.5 });
+        let json = serde_json::to_string(&window).unwrap();
+        assert_eq!(json, "[[1796385600123456789,21.5]]");
+        assert_eq!(serde_json::from_str::<Window>(&json).unwrap(), window);
+        let event_form = r#"[{"time":"2026-12-04T12:00:00.123456789Z","value":21.5}]"#;
+        assert_eq!(serde_json::from_str::<Window>(event_form).unwrap(), window);
     }
 
     #[test]

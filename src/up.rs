@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use floorwatch_bridge::{BridgeConfig, EndpointConfig};
+use floorwatch_bridge::{AckMode, BridgeConfig, EndpointConfig};
 use floorwatch_edge::{Publisher, PublisherConfig, SimulatedSensorConfig, Unit};
 use floorwatch_protocol::{BrokerUrl, Id, Secret};
 use floorwatch_scheduler::SchedulerConfig;
@@ -235,6 +235,9 @@ pub fn bridge_config(
         config.database = data_dir.join("bridge.db");
     }
     config.mqtt.url = broker.to_string();
+    // The embedded broker keeps its queue in this process's memory, so
+    // acknowledging after the commit would protect nothing (see `AckMode`).
+    config.mqtt.ack = AckMode::OnReceipt;
     let mut endpoint =
         EndpointConfig::new(&format!("http://{scheduler}/webhooks"), &secret.expose());
     // The scheduler of `up` listens on loopback, which the guard refuses

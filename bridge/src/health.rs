@@ -101,7 +101,9 @@ impl Episode {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct FaultState {
     /// The open fault, if any.
-    pub fault: Option<(FaultKind, Episode)>,
+    /// Boxed: open faults are rare, and this keeps the counters read on
+    /// every reading close together.
+    pub fault: Option<Box<(FaultKind, Episode)>>,
     /// Last value in range, for the stuck and spike checks.
     pub last_value: Option<f64>,
     /// Identical values in a row, ending with `last_value`.
@@ -159,7 +161,7 @@ pub fn check_value(
         return checked;
     }
 
-    if let Some((_, episode)) = state.fault.take() {
+    if let Some((_, episode)) = state.fault.take().map(|fault| *fault) {
         let reason = format!(
             "{} reads {} {} again, a plausible value",
             metric.as_str(),
@@ -258,7 +260,7 @@ fn open_fault(
         return;
     }
     let event = fault_event(subject, metric, point, &fault, new_id());
-    state.fault = Some((fault.kind, Episode::open(&event)));
+    state.fault = Some(Box::new((fault.kind, Episode::open(&event))));
     checked.events.push(event);
 }
 

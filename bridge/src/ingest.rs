@@ -32,6 +32,12 @@ pub struct Queued {
     pub done: Option<oneshot::Sender<()>>,
 }
 
+/// What is left of a [`Queued`] payload once it went to the pipeline.
+struct AfterCommit {
+    ack: Option<rumqttc::Publish>,
+    done: Option<oneshot::Sender<()>>,
+}
+
 /// A request to the ingest task other than a payload.
 #[derive(Debug)]
 pub enum Control {
@@ -99,11 +105,20 @@ pub async fn run(ingest: Ingest, cancel: CancellationToken) -> Result<(), Bridge
             }
         }
 
-        let inbound: Vec<Inbound> = batch.iter().map(|queued| queued.inbound.clone()).collect();
+        let (inbound, after): (Vec<Inbound>, Vec<AfterCommit>) = batch
+            .into_iter()
+            .map(|queued| {
+                let after = AfterCommit {
+                    ack: queued.ack,
+                    done: queued.done,
+                };
+                (queued.inbound, after)
+            })
+            .unzip();
         let (returned, result) = blocking(processor, move |p| p.process(&inbound)).await?;
         processor = returned;
         finish(&client, &wakers, result?);
-        acknowledge(&client, batch).await;
+        acknowledge(&client, after).await;
     }
     tracing::info!("ingest stopped");
     Ok(())
@@ -134,7 +149,7 @@ fn finish(client: &AsyncClient, wakers: &[Arc<Notify>], result: BatchResult) {
 
 /// Acknowledges the MQTT messages of a committed batch and signals waiting
 /// callers.
-async fn acknowledge(client: &AsyncClient, batch: Vec<Queued>) {
+async fn acknowledge(client: &AsyncClient, batch: Vec<AfterCommit>) {
     for queued in batch {
         if let Some(message) = &queued.ack {
             // An ack that cannot be queued leaves the message with the

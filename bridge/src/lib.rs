@@ -37,8 +37,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    BridgeConfig, ConfigError, DeliverySettings, EndpointConfig, HealthSettings, HttpSettings,
-    MqttSettings, OverrideConfig, ReminderSettings, RuleConfig, RuleKind,
+    AckMode, BridgeConfig, ConfigError, DeliverySettings, EndpointConfig, HealthSettings,
+    HttpSettings, MqttSettings, OverrideConfig, ReminderSettings, RuleConfig, RuleKind,
 };
 pub use reload::{watch_config_file, Reloader};
 pub use stats::StatsSnapshot;
@@ -215,6 +215,7 @@ pub async fn start(
         queue_tx: queue_tx.clone(),
         stats: Arc::clone(&stats),
         retained,
+        ack: config.mqtt.ack,
     };
     let ingest = ingest::Ingest {
         queue_rx,

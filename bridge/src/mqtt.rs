@@ -1,9 +1,11 @@
 //! The MQTT side of ingest: connection options, the event loop with capped
 //! reconnect backoff, and routing of reading messages to the ingest queue.
 //!
-//! NOTE: messages are acknowledged manually after their batch is committed,
-//! and the session is persistent (`clean_session = false`), so a message the
-//! bridge received but did not commit is delivered again by the broker.
+//! NOTE: by default messages are acknowledged manually after their batch is
+//! committed, and the session is persistent (`clean_session = false`), so a
+//! message the bridge received but did not commit is delivered again by the
+//! broker. `mqtt.ack = "on_receipt"` (used by `floorwatch up` with its
+//! embedded broker) lets rumqttc acknowledge on arrival instead.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Transport
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::MqttSettings;
+use crate::config::{AckMode, MqttSettings};
 use crate::ingest::Queued;
 use crate::pipeline::{Inbound, RetainedIncidents};
 use crate::stats::Stats;
@@ -48,7 +50,7 @@ pub fn options(settings: &MqttSettings, url: &BrokerUrl) -> MqttOptions {
     let mut options = MqttOptions::new(&settings.client_id, &url.host, url.port);
     options
         .set_clean_session(false)
-        .set_manual_acks(true)
+        .set_manual_acks(settings.ack == AckMode::AfterCommit)
         .set_keep_alive(Duration::from_secs(30))
         .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
         .set_request_channel_capacity(4096);
@@ -77,6 +79,7 @@ pub struct MqttLoop {
     pub queue_tx: mpsc::Sender<Queued>,
     pub stats: Arc<Stats>,
     pub retained: RetainedIncidents,
+    pub ack: AckMode,
 }
 
 impl MqttLoop {
@@ -180,9 +183,11 @@ impl MqttLoop {
             payload: message.payload.to_vec(),
             received_at: Utc::now(),
         };
+        // With acknowledgements on receipt, rumqttc has already sent this one.
+        let ack = (self.ack == AckMode::AfterCommit).then_some(message);
         Some(Queued {
             inbound,
-            ack: Some(message),
+            ack,
             done: None,
         })
     }

@@ -96,6 +96,8 @@ pub struct MqttSettings {
     pub topic_prefix: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// When the bridge acknowledges a reading to the broker.
+    pub ack: AckMode,
 }
 
 impl Default for MqttSettings {
@@ -106,8 +108,24 @@ impl Default for MqttSettings {
             topic_prefix: floorwatch_protocol::topic::DEFAULT_PREFIX.to_owned(),
             username: None,
             password: None,
+            ack: AckMode::AfterCommit,
         }
     }
+}
+
+/// When the bridge sends the PUBACK of a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckMode {
+    /// After the reading's batch is committed: a reading the bridge lost in
+    /// a crash is delivered again by a broker that keeps its sessions.
+    #[default]
+    AfterCommit,
+    /// As soon as the reading arrives, several per write. Only for a broker
+    /// in the bridge's own process (`floorwatch up`): that broker's queue
+    /// dies with the process, so waiting for the commit protects nothing,
+    /// while one PUBACK write per reading costs CPU on both sides.
+    OnReceipt,
 }
 
 /// One webhook destination.

@@ -46,7 +46,7 @@ impl Processor {
                 old_identities.get(id) == new_identities.get(id)
                     && new_profile.rules.iter().any(|rule| rule.id.as_str() == id)
             };
-            if state.rules.keys().all(|id| keep(id)) {
+            if state.rules.keys().all(&keep) {
                 continue;
             }
             let (Ok(site), Ok(sensor)) = (Id::parse(site), Id::parse(sensor)) else {
@@ -83,7 +83,12 @@ fn drop_rules(
     time: DateTime<Utc>,
     keep: impl Fn(&str) -> bool,
 ) -> Vec<floorwatch_protocol::Event<floorwatch_protocol::IncidentData>> {
-    let dropped: Vec<String> = state.rules.keys().filter(|id| !keep(id)).cloned().collect();
+    let dropped: Vec<String> = state
+        .rules
+        .keys()
+        .filter(|id| !keep(id))
+        .map(str::to_owned)
+        .collect();
     let mut events = Vec::new();
     for id in dropped {
         let incident = state.rules.remove(&id).and_then(|rule| rule.incident);
@@ -91,11 +96,7 @@ fn drop_rules(
         let (Some(incident), Some(rule)) = (incident, rule) else {
             continue;
         };
-        let window = state
-            .windows
-            .get(&rule.metric)
-            .map(|window| window.recent().to_vec())
-            .unwrap_or_default();
+        let window = state.windows[rule.metric].recent().to_vec();
         events.push(withdrawn(rule, incident, subject, time, &window));
     }
     events

@@ -181,15 +181,23 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now_text = rfc3339(now);
         let tx = self.conn.transaction().context("starting a batch")?;
-        for (site, sensor, state) in &batch.sensors {
-            // Serializing plain data with string keys cannot fail.
-            let json = serde_json::to_string(state).expect("sensor state serializes");
-            tx.execute(
-                "INSERT INTO sensor_state (site, sensor, state, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (site, sensor) DO UPDATE SET state = ?3, updated_at = ?4",
-                params![site.as_str(), sensor.as_str(), json, now_text],
-            )
-            .context("saving sensor state")?;
+        if !batch.sensors.is_empty() {
+            let mut save = tx
+                .prepare_cached(
+                    "INSERT INTO sensor_state (site, sensor, state, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (site, sensor) DO UPDATE SET state = ?3, updated_at = ?4",
+                )
+                .context("saving sensor state")?;
+            let mut json = Vec::with_capacity(4096);
+            for (site, sensor, state) in &batch.sensors {
+                json.clear();
+                // Serializing plain data with string keys cannot fail.
+                serde_json::to_writer(&mut json, state).expect("sensor state serializes");
+                // serde_json writes UTF-8 only.
+                let text = std::str::from_utf8(&json).expect("JSON is UTF-8");
+                save.execute(params![site.as_str(), sensor.as_str(), text, now_text])
+                    .context("saving sensor state")?;
+            }
         }
         for new_event in &batch.events {
             // Silence and fault episodes live in the sensor state only.

@@ -214,7 +214,7 @@ impl Watcher {
         let count = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
         // The first error and then every hundredth, so a stopped scheduler
         // does not flood the log.
-        if count == 1 || count % 100 == 0 {
+        if count == 1 || count.is_multiple_of(100) {
             tracing::warn!(api = %self.api, count, error = %format!("{error:#}"), "{message}");
         }
     }

@@ -118,7 +118,13 @@ pub async fn start(
     let app = Route::new()
         .at("/readings", post(post_readings))
         .at("/test-webhook", post(post_test_webhook))
-        .nest("/", crate::http_admin::routes())
+        .nest(
+            "/",
+            crate::http_admin::routes(crate::http_admin::Access::new(
+                settings.admin_token.as_deref(),
+                listen,
+            )),
+        )
         .data(state)
         .data(admin);
     tracing::info!(%addr, "HTTP ingest ready");

@@ -2,17 +2,17 @@
 //! list and log, replay of one event or of every matching row, and enabling
 //! endpoints.
 //!
-//! NOTE: these routes have no authentication yet. Anyone who reaches the
-//! listener can replay events and enable endpoints, so keep
-//! `bridge.http.listen` on loopback (the default) or behind a proxy that
-//! authenticates.
+//! Every route but `/metrics` requires `Authorization: Bearer TOKEN` when
+//! `bridge.http.admin_token` is set. Without a token they answer only on a
+//! loopback listener, and with 403 elsewhere, because they replay events and
+//! enable endpoints.
 
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use poem::http::StatusCode;
 use poem::web::{Data, Json, Path, Query};
-use poem::{get, handler, post, IntoResponse, Response, Route};
+use poem::{get, handler, post, Endpoint, EndpointExt, IntoResponse, Response, Route};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -33,15 +33,85 @@ pub struct AdminState {
     pub wakers: Vec<Arc<Notify>>,
 }
 
+/// Who may call the delivery and endpoint routes.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// Requests that carry this bearer token.
+    Token(Arc<str>),
+    /// Anyone: the listener is on loopback and no token is set.
+    Loopback,
+    /// No one: the listener is reachable from elsewhere and no token is set.
+    Closed,
+}
+
+impl Access {
+    /// Chooses the access rule for a listener on `listen`.
+    pub fn new(token: Option<&str>, listen: std::net::SocketAddr) -> Self {
+        match token {
+            Some(token) => Access::Token(Arc::from(token)),
+            None if listen.ip().is_loopback() => Access::Loopback,
+            None => Access::Closed,
+        }
+    }
+
+    /// Returns the error response for a request with `header` as its
+    /// `Authorization`, or `None` when it may proceed.
+    fn refuse(&self, header: Option<&str>) -> Option<Response> {
+        let (status, message) = match self {
+            Access::Loopback => return None,
+            Access::Closed => (
+                StatusCode::FORBIDDEN,
+                "the delivery routes answer only on loopback unless bridge.http.admin_token is set",
+            ),
+            Access::Token(token) => {
+                let given = header.and_then(|value| value.strip_prefix("Bearer "));
+                if given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
+                    return None;
+                }
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "send the bridge's admin token as `Authorization: Bearer TOKEN`",
+                )
+            }
+        };
+        Some((status, Json(json!({ "error": message }))).into_response())
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Returns the operator routes, to be nested at the root.
-pub fn routes() -> Route {
+pub fn routes(access: Access) -> Route {
+    let guard = move |endpoint: poem::endpoint::BoxEndpoint<'static>| {
+        let access = access.clone();
+        endpoint.around(move |inner, request: poem::Request| {
+            let refused = access.refuse(
+                request
+                    .headers()
+                    .get(poem::http::header::AUTHORIZATION)
+                    .and_then(|value| value.to_str().ok()),
+            );
+            async move {
+                match refused {
+                    Some(response) => Ok(response),
+                    None => inner.call(request).await,
+                }
+            }
+        })
+    };
     Route::new()
         .at("/metrics", get(get_metrics))
-        .at("/deliveries", get(list_deliveries))
-        .at("/deliveries/:id/attempts", get(list_attempts))
-        .at("/deliveries/replay", post(replay_matching))
-        .at("/deliveries/:id/replay", post(replay))
-        .at("/endpoints/enable", post(enable_endpoint))
+        .at("/deliveries", guard(get(list_deliveries).boxed()))
+        .at(
+            "/deliveries/:id/attempts",
+            guard(get(list_attempts).boxed()),
+        )
+        .at("/deliveries/replay", guard(post(replay_matching).boxed()))
+        .at("/deliveries/:id/replay", guard(post(replay).boxed()))
+        .at("/endpoints/enable", guard(post(enable_endpoint).boxed()))
 }
 
 async fn with_store<T: Send + 'static>(
@@ -263,5 +333,45 @@ async fn enable_endpoint(body: Json<EnableBody>, state: Data<&AdminState>) -> Re
             "this endpoint is not disabled",
         ),
         Err(response) => response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(access: &Access, header: Option<&str>) -> Option<StatusCode> {
+        access.refuse(header).map(|response| response.status())
+    }
+
+    #[test]
+    fn loopback_without_token_is_open() {
+        let access = Access::new(None, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(status(&access, None), None);
+    }
+
+    #[test]
+    fn public_listener_without_token_is_closed() {
+        let access = Access::new(None, "0.0.0.0:8081".parse().unwrap());
+        assert_eq!(status(&access, None), Some(StatusCode::FORBIDDEN));
+        assert_eq!(
+            status(&access, Some("Bearer anything")),
+            Some(StatusCode::FORBIDDEN)
+        );
+    }
+
+    #[test]
+    fn token_must_match_exactly() {
+        let access = Access::new(Some("0123456789abcdef"), "0.0.0.0:8081".parse().unwrap());
+        assert_eq!(status(&access, Some("Bearer 0123456789abcdef")), None);
+        assert_eq!(status(&access, None), Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(
+            status(&access, Some("Bearer 0123456789abcdeF")),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            status(&access, Some("0123456789abcdef")),
+            Some(StatusCode::UNAUTHORIZED)
+        );
     }
 }

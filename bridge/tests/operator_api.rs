@@ -100,3 +100,42 @@ async fn dead_letter_listed_replayed_and_measured() {
     assert_eq!(status, 400);
     stop(handle, shutdown).await;
 }
+
+#[tokio::test]
+async fn admin_token_guards_delivery_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = config(&dir, Vec::new(), &[10]);
+    settings.http.enabled = true;
+    settings.http.listen = "127.0.0.1:0".parse().unwrap();
+    settings.http.admin_token = Some("test-token-0123456789".to_owned());
+    let (handle, shutdown) = start(settings).await;
+    let base = format!(
+        "http://{}",
+        handle.http_addr().expect("HTTP listener is on")
+    );
+    let client = reqwest::Client::new();
+
+    let anonymous = client
+        .get(format!("{base}/deliveries"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let wrong = client
+        .post(format!("{base}/deliveries/replay"))
+        .bearer_auth("test-token-9876543210")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let allowed = client
+        .get(format!("{base}/deliveries"))
+        .bearer_auth("test-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status().as_u16(), 200);
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    stop(handle, shutdown).await;
+}

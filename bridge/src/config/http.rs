@@ -20,6 +20,9 @@ pub struct HttpSettings {
     pub default_site: String,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Bearer token the delivery and endpoint routes require. Without one
+    /// they answer only on a loopback listener.
+    pub admin_token: Option<String>,
 }
 
 impl Default for HttpSettings {
@@ -29,6 +32,7 @@ impl Default for HttpSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             default_site: "plant-1".to_owned(),
             max_body_bytes: 256 * 1024,
+            admin_token: None,
         }
     }
 }
@@ -42,6 +46,15 @@ impl HttpSettings {
                 &self.default_site,
                 error.to_string(),
             ));
+        }
+        if let Some(token) = &self.admin_token {
+            if token.len() < 16 {
+                return Err(ConfigError::new(
+                    "bridge.http.admin_token",
+                    "(hidden)",
+                    "use at least 16 characters, such as the output of `floorwatch keys generate`",
+                ));
+            }
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::new(

@@ -159,8 +159,11 @@ pub async fn start(
     })
 }
 
-/// Attempts at opening the streams and buckets; instances starting together
-/// race to create them, and a stream's leader election takes a moment.
+/// Fewest attempts at opening the streams and buckets: instances starting
+/// together race to create them, a stream's leader election takes a moment,
+/// and a cluster that is still forming refuses replicated streams ("no
+/// suitable peers for placement"). Attempts go on until
+/// `bridge.nats.connect_timeout_secs` has passed as well.
 const SETUP_ATTEMPTS: u32 = 10;
 
 /// Opens the readings, outbox and dead-letter streams and the state and
@@ -180,6 +183,7 @@ async fn open_streams(
     BridgeError,
 > {
     let settings = &config.nats;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(settings.connect_timeout_secs);
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -193,7 +197,9 @@ async fn open_streams(
         .await;
         let error = match opened {
             Ok(opened) => return Ok(opened),
-            Err(error) if attempt >= SETUP_ATTEMPTS => return Err(error),
+            Err(error) if attempt >= SETUP_ATTEMPTS && tokio::time::Instant::now() >= deadline => {
+                return Err(error)
+            }
             Err(error) => error,
         };
         tracing::warn!(%error, attempt, "cannot open the JetStream streams, retrying");

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
+
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;

@@ -234,9 +234,12 @@ impl Cluster {
                 // Persistence keeps the bridge's session and its queued and
                 // unacknowledged messages across a graceful restart. No
                 // queue limit: the default of 1,000 messages would drop
-                // readings while the bridge is down.
+                // readings while the bridge is down. Run as root, mosquitto
+                // switches to the user `mosquitto`, which cannot write to the
+                // test's directory, so `user` keeps the current user.
                 let text = format!(
                     "listener {port} 127.0.0.1\n\
+                     user root\n\
                      allow_anonymous true\n\
                      persistence true\n\
                      persistence_location {store}/\n\

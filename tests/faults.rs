@@ -1,10 +1,10 @@
-//! Fault suite: the broker, the bridge and the scheduler run as separate
-//! processes of the built binary under load from `floorwatch loadgen`, and
-//! each test injects one fault: SIGKILL of the bridge, SIGKILL of the
-//! scheduler, a broker restart, a full disk under the bridge's database,
-//! and a replay file with corrupt lines. Afterwards every incident the load
-//! opened must have exactly one task, every rejected input must be counted,
-//! and the processes must serve their probes again.
+//! Fault suite. The broker, the bridge and the scheduler run as separate
+//! processes of the built binary under load from `floorwatch loadgen`.
+//! Each test injects one fault: SIGKILL of the bridge or the scheduler, a
+//! broker restart, a full disk under the bridge's database, or a replay
+//! file with corrupt lines. Afterwards every incident the load opened must
+//! have exactly one task, every rejected input must be counted, and the
+//! processes must serve their probes again.
 //!
 //! Fault moments come from a seeded RNG; the seed is printed and
 //! `FLOORWATCH_FAULTS_SEED=N` repeats it. `FLOORWATCH_FAULTS_LONG=1` runs
@@ -109,12 +109,14 @@ async fn publish_bad(cluster: &Cluster, sensor: &str, payload: &[u8], count: u64
             .publish(&format!("floorwatch/plant-1/{sensor}/reading"), payload)
             .await;
     }
-    // The event loop sends queued publishes on its own task: give it the
-    // PubAcks' worth of time before the client is dropped.
-    wait_for("the invalid payloads at the broker", || async {
-        client.client.disconnect().await.ok()
-    })
-    .await;
+    // The Disconnect is queued behind the publishes, so the broker gets
+    // them first. The pause lets the event loop send them all before the
+    // client is dropped.
+    client
+        .client
+        .disconnect()
+        .await
+        .expect("Disconnect is queued");
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
@@ -513,8 +515,8 @@ async fn full_disk_keeps_unacknowledged_readings() {
     );
     println!("published {fill_sensors} readings of new sensors before the failure");
 
-    // The bridge stops on a failed commit; its unacknowledged readings stay
-    // with the broker.
+    // The bridge stops on a failed commit, and its unacknowledged readings
+    // stay with the broker.
     let bridge = cluster.bridge.as_mut().expect("bridge started");
     let status = bridge
         .wait_exit_within(common::WAIT_LIMIT)

@@ -261,7 +261,7 @@ impl Cluster {
         .await;
     }
 
-    /// Starts the scheduler and waits until `/readyz` answers 200.
+    /// Starts the scheduler and waits until `/readyz` returns 200.
     pub async fn start_scheduler(&mut self) {
         let log = self.next_log("scheduler");
         let config = self.scheduler_config.to_string_lossy().into_owned();
@@ -287,7 +287,7 @@ impl Cluster {
         self.wait_bridge_ready().await;
     }
 
-    /// Waits until the scheduler's `/healthz` and `/readyz` answer 200.
+    /// Waits until the scheduler's `/healthz` and `/readyz` return 200.
     pub async fn wait_scheduler_ready(&self) {
         wait_for("the scheduler's /healthz and /readyz", || async {
             for path in ["/healthz", "/readyz"] {
@@ -312,7 +312,7 @@ impl Cluster {
     }
 
     /// Returns the bridge's `/metrics` page, or `None` when it does not
-    /// answer.
+    /// respond.
     pub async fn bridge_metrics(&self) -> Option<String> {
         let url = format!("http://{}/metrics", self.bridge_http);
         let response = self.http.get(url).send().await.ok()?;

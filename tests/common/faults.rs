@@ -18,6 +18,9 @@ use super::{free_addr, wait_for, WAIT_LIMIT};
 /// Path of the mosquitto binary used for the persistent-broker cases.
 pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
+/// Time limit of one HTTP request to the bridge or the scheduler.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Site of the readings that loadgen publishes.
 pub const LOADGEN_SITE: &str = "loadgen";
 
@@ -190,7 +193,11 @@ impl Cluster {
             bridge: None,
             scheduler: None,
             starts: 0,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(HTTP_TIMEOUT)
+                .build()
+                .unwrap(),
         };
         cluster.start_broker().await;
         cluster.start_scheduler().await;

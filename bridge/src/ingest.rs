@@ -19,6 +19,9 @@ use crate::BridgeError;
 /// Largest number of payloads committed in one transaction.
 pub const MAX_BATCH: usize = 512;
 
+/// Wait before a batch whose commit failed is processed again.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
 /// Time between two timer ticks (silence and reminders).
 const TICK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -115,13 +118,56 @@ pub async fn run(ingest: Ingest, cancel: CancellationToken) -> Result<(), Bridge
                 (queued.inbound, after)
             })
             .unzip();
-        let (returned, result) = blocking(processor, move |p| p.process(&inbound)).await?;
+        let (returned, result) = commit_batch(processor, inbound, &cancel).await?;
         processor = returned;
-        finish(&client, &wakers, result?);
+        finish(&client, &wakers, result);
         acknowledge(&client, after).await;
     }
     tracing::info!("ingest stopped");
     Ok(())
+}
+
+/// Processes `inbound` and commits it, trying again every
+/// [`RETRY_DELAY`] while the commit fails (a full disk, for one), so the
+/// bridge resumes by itself once the cause is gone. Nothing of a failed
+/// attempt is committed or acknowledged. Returns the error when `cancel`
+/// fires between attempts.
+///
+/// NOTE: each failed attempt has already counted its readings (accepted,
+/// rejected, duplicates), so a batch that is tried again is counted again.
+async fn commit_batch(
+    mut processor: Processor,
+    inbound: Vec<Inbound>,
+    cancel: &CancellationToken,
+) -> Result<(Processor, BatchResult), BridgeError> {
+    let inbound = Arc::new(inbound);
+    let mut failures: u32 = 0;
+    loop {
+        let batch = Arc::clone(&inbound);
+        let (returned, result) = blocking(processor, move |p| p.process(&batch)).await?;
+        processor = returned;
+        let error = match result {
+            Ok(result) => {
+                if failures > 0 {
+                    tracing::info!(failures, "committed the batch after failed attempts");
+                }
+                return Ok((processor, result));
+            }
+            Err(error) => error,
+        };
+        failures += 1;
+        tracing::error!(
+            %error,
+            readings = inbound.len(),
+            attempt = failures,
+            retry_in_ms = RETRY_DELAY.as_millis() as u64,
+            "committing a batch failed, so its readings stay unacknowledged and the batch is tried again"
+        );
+        tokio::select! {
+            () = cancel.cancelled() => return Err(error.into()),
+            () = tokio::time::sleep(RETRY_DELAY) => {}
+        }
+    }
 }
 
 /// Runs `work` on a blocking thread and hands the processor back.

@@ -57,7 +57,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `broker` with a clean session and waits for the ConnAck.
+    /// Connects to `broker` with a persistent session and waits for the
+    /// ConnAck.
     /// With `rejected_filter`, the connection also subscribes to it and
     /// counts the messages it receives as rejections.
     pub async fn open(
@@ -72,6 +73,12 @@ impl Connection {
         }
         let mut options = MqttOptions::new(client_id, &broker.host, broker.port);
         options.set_keep_alive(Duration::from_secs(30));
+        // A persistent session: on a ConnAck without `session_present`,
+        // rumqttc drops the readings not yet acknowledged and those still
+        // queued in its request channel. With a broker that keeps sessions
+        // across a restart (mosquitto with persistence), they are sent
+        // again instead. The session stays in the broker after the run.
+        options.set_clean_session(false);
         let (client, event_loop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let (connected_tx, connected_rx) = oneshot::channel();
         let driver = tokio::spawn(drive(event_loop, counters, connected_tx, stop));

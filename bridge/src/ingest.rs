@@ -92,7 +92,15 @@ pub async fn run(ingest: Ingest, cancel: CancellationToken) -> Result<(), Bridge
             _ = ticker.tick() => {
                 let (returned, result) = blocking(processor, |p| p.tick(Utc::now())).await?;
                 processor = returned;
-                finish(&client, &wakers, result?);
+                match result {
+                    Ok(result) => finish(&client, &wakers, result),
+                    // A failed tick changed nothing in memory, and the next
+                    // tick a second later finds the same work due.
+                    Err(error) => tracing::error!(
+                        %error,
+                        "committing the timer tick failed, so silence and reminder checks wait for the next tick"
+                    ),
+                }
                 continue;
             }
             queued = queue_rx.recv() => match queued {

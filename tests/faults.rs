@@ -567,6 +567,14 @@ async fn full_disk_keeps_unacknowledged_readings() {
         assert_eq!(state.last_seq, Some(last), "last reading of {sensor}");
     }
     drop(store);
+    // A batch tried again after a failed commit is counted once.
+    assert_eq!(
+        cluster
+            .bridge_metric("floorwatch_readings_accepted_total")
+            .await,
+        (8 + 4 + fill_sensors) as u64,
+        "readings accepted"
+    );
     cluster.wait_outbox_empty().await;
     drop(client);
     drop(cluster);

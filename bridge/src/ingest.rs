@@ -140,9 +140,6 @@ pub async fn run(ingest: Ingest, cancel: CancellationToken) -> Result<(), Bridge
 /// bridge resumes by itself once the cause is gone. Nothing of a failed
 /// attempt is committed or acknowledged. Returns the error when `cancel`
 /// fires between attempts.
-///
-/// NOTE: each failed attempt has already counted its readings (accepted,
-/// rejected, duplicates), so a batch that is tried again is counted again.
 async fn commit_batch(
     mut processor: Processor,
     inbound: Vec<Inbound>,

@@ -11,6 +11,7 @@ mod tick;
 mod warn;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -80,6 +81,20 @@ pub struct Processor {
     open_incidents: retained::OpenIncidents,
     warnings: warn::Warnings,
     max_sensors: usize,
+    /// Counts of the batch in progress, added to `stats` once it commits.
+    tally: Tally,
+}
+
+/// Per-reading counts of one batch. A batch whose commit fails is processed
+/// again, so its counts reach [`Stats`] only after the commit.
+#[derive(Debug, Default)]
+struct Tally {
+    accepted: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    missing: u64,
+    /// Rejection codes, one per rejected payload.
+    rejected: Vec<&'static str>,
 }
 
 impl Processor {
@@ -120,12 +135,15 @@ impl Processor {
             retained,
             open_incidents,
             warnings: warn::Warnings::default(),
+            tally: Tally::default(),
             max_sensors: config.max_sensors,
         })
     }
 
     /// Processes a batch and commits its effects in one transaction.
     pub fn process(&mut self, batch: &[Inbound]) -> Result<BatchResult, StoreError> {
+        // Counts left by an attempt whose commit failed.
+        self.tally = Tally::default();
         let mut touched: BTreeMap<(Id, Id), SensorState> = BTreeMap::new();
         let mut write = BatchWrite::default();
         let mut publications = Vec::new();
@@ -151,7 +169,7 @@ impl Processor {
                 continue;
             }
             new_sensors += usize::from(!known);
-            bump(&self.stats.readings_accepted);
+            self.tally.accepted += 1;
 
             let state = touched
                 .entry(key)
@@ -162,8 +180,8 @@ impl Processor {
                 .profiles
                 .get(reading.site.as_str(), reading.sensor.as_str());
             match state.observe(&profile, &reading, new_incident_id) {
-                Outcome::Duplicate => bump(&self.stats.duplicates),
-                Outcome::OutOfOrder => bump(&self.stats.out_of_order),
+                Outcome::Duplicate => self.tally.duplicates += 1,
+                Outcome::OutOfOrder => self.tally.out_of_order += 1,
                 Outcome::Evaluated(events) => {
                     self.count_gap(&reading, previous_seq);
                     write.events.extend(self.route_events(state, events));
@@ -185,6 +203,22 @@ impl Processor {
         mut write: BatchWrite,
         mut publications: Vec<Publication>,
     ) -> BatchResult {
+        let tally = std::mem::take(&mut self.tally);
+        let stats = &self.stats;
+        stats
+            .readings_accepted
+            .fetch_add(tally.accepted, Ordering::Relaxed);
+        stats
+            .duplicates
+            .fetch_add(tally.duplicates, Ordering::Relaxed);
+        stats
+            .out_of_order
+            .fetch_add(tally.out_of_order, Ordering::Relaxed);
+        stats
+            .readings_missing
+            .fetch_add(tally.missing, Ordering::Relaxed);
+        tally.rejected.iter().for_each(|code| stats.reject(code));
+
         let mut outbox_rows = 0;
         for new_event in &write.events {
             outbox_rows += new_event.endpoints.len() as u64;
@@ -193,7 +227,7 @@ impl Processor {
         }
         self.stats
             .outbox_pending
-            .fetch_add(outbox_rows, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(outbox_rows, Ordering::Relaxed);
         for (site, sensor, state) in std::mem::take(&mut write.sensors) {
             self.sensors
                 .insert((site.to_string(), sensor.to_string()), state);
@@ -271,7 +305,7 @@ impl Processor {
     /// on the sensor's `rejected` topic when the topic levels are valid ids.
     fn reject(&mut self, inbound: &Inbound, rejection: &Rejection) -> Option<Publication> {
         let code = rejection_code(rejection);
-        self.stats.reject(code);
+        self.tally.rejected.push(code);
         self.warnings.rejected(inbound, code, rejection);
         let site = Id::parse(&inbound.site).ok()?;
         let sensor = Id::parse(&inbound.sensor).ok()?;

@@ -2,7 +2,6 @@
 //! numbers, and the limit on tracked sensors.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::SecondsFormat;
@@ -116,9 +115,7 @@ impl Processor {
         if missing == 0 {
             return;
         }
-        self.stats
-            .readings_missing
-            .fetch_add(missing, Ordering::Relaxed);
+        self.tally.missing += missing;
         let (site, sensor) = (reading.site.as_str(), reading.sensor.as_str());
         if self.warnings.gaps.should_warn(site, sensor) {
             tracing::warn!(
@@ -135,7 +132,7 @@ impl Processor {
 
     /// Rejects a reading of a new sensor once `max_sensors` are tracked.
     pub(super) fn reject_sensor_limit(&mut self, inbound: &Inbound) -> Option<Publication> {
-        self.stats.reject(TOO_MANY_SENSORS);
+        self.tally.rejected.push(TOO_MANY_SENSORS);
         let reason = format!(
             "the bridge already tracks bridge.max_sensors = {} sensors",
             self.max_sensors

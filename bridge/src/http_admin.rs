@@ -3,9 +3,9 @@
 //! endpoints.
 //!
 //! Every route but `/metrics` requires `Authorization: Bearer TOKEN` when
-//! `bridge.http.admin_token` is set. Without a token they answer only on a
-//! loopback listener, and with 403 elsewhere, because they replay events and
-//! enable endpoints.
+//! `bridge.http.admin_token` is set. Without a token they serve requests only
+//! on a loopback listener and return 403 elsewhere, because they replay
+//! events and enable endpoints.
 
 use std::sync::{Arc, Mutex};
 
@@ -33,7 +33,7 @@ pub struct AdminState {
     pub wakers: Vec<Arc<Notify>>,
 }
 
-/// Who may call the delivery and endpoint routes.
+/// Access rule of the delivery and endpoint routes.
 #[derive(Debug, Clone)]
 pub enum Access {
     /// Requests that carry this bearer token.

@@ -35,7 +35,8 @@ pub struct Queued {
     pub done: Option<oneshot::Sender<()>>,
 }
 
-/// What is left of a [`Queued`] payload once it went to the pipeline.
+/// Acknowledgement and waiter of a [`Queued`] payload, kept after the
+/// payload went to the pipeline.
 struct AfterCommit {
     ack: Option<rumqttc::Publish>,
     done: Option<oneshot::Sender<()>>,

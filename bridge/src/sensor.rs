@@ -113,10 +113,10 @@ pub enum Outcome {
 
 /// Persisted state of one sensor.
 ///
-/// Laid out for the per-reading path: the windows and fault counters sit in
-/// fixed per-metric slots, the rule states in profile order, and the rarely
-/// used open silence and fault episodes are boxed so that the fields read
-/// on every reading share a few cache lines.
+/// Laid out for the per-reading path. Windows and fault counters are in
+/// fixed per-metric slots and rule states in profile order. The rare open
+/// silence and fault episodes are boxed, so the fields read on every
+/// reading share a few cache lines.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SensorState {
     /// Sequence number of the newest reading that carried one.
@@ -414,7 +414,7 @@ mod tests {
     }
 
     #[test]
-    fn window_is_stored_compactly_and_reads_the_event_form() {
+    fn window_stored_form_round_trips() {
         let time: DateTime<Utc> = "2026-12-04T12:00:00.123456789Z".parse().unwrap();
         let mut window = Window::default();
         window.push(WindowPoint { time, value: 21.5 });

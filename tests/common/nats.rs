@@ -340,14 +340,14 @@ pub struct RecorderState {
     /// `webhook-id` and parsed body of each verified request, in arrival
     /// order, repeats included.
     pub events: std::sync::Mutex<Vec<(String, Value)>>,
-    /// Answer 503 to every request while set.
+    /// Flag that makes every request get 503 while set.
     pub failing: std::sync::atomic::AtomicBool,
-    /// Requests answered with 503.
+    /// Count of requests that got 503.
     pub rejected: std::sync::atomic::AtomicU64,
 }
 
 /// A webhook receiver that verifies each signature and records the events,
-/// or answers 503 while it is switched to failing.
+/// or returns 503 while it is switched to failing.
 pub struct Recorder {
     pub addr: SocketAddr,
     pub secret: Secret,

@@ -21,7 +21,7 @@ pub struct HttpSettings {
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
     /// Bearer token the delivery and endpoint routes require. Without one
-    /// they answer only on a loopback listener.
+    /// they serve requests only on a loopback listener.
     pub admin_token: Option<String>,
 }
 

@@ -29,7 +29,7 @@ pub use rules::{
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BridgeConfig {
-    /// Where readings come from: `mqtt` (default) or `nats`.
+    /// Source of readings: `mqtt` (default) or `nats`.
     pub source: Source,
     /// Broker connection, `[bridge.mqtt]`.
     pub mqtt: MqttSettings,

@@ -159,11 +159,10 @@ pub async fn start(
     })
 }
 
-/// Fewest attempts at opening the streams and buckets: instances starting
-/// together race to create them, a stream's leader election takes a moment,
-/// and a cluster that is still forming refuses replicated streams ("no
-/// suitable peers for placement"). Attempts go on until
-/// `bridge.nats.connect_timeout_secs` has passed as well.
+/// Minimum attempts at opening the streams and buckets. Instances starting
+/// together race to create them, and a cluster that is still forming rejects
+/// replicated streams ("no suitable peers for placement"). Attempts go on
+/// until `bridge.nats.connect_timeout_secs` has passed as well.
 const SETUP_ATTEMPTS: u32 = 10;
 
 /// Opens the readings, outbox and dead-letter streams and the state and

@@ -132,12 +132,12 @@ impl RuleStates {
         self.0.iter().map(|(key, _)| key.as_str())
     }
 
-    /// Every rule state.
+    /// Returns every rule state.
     pub fn values(&self) -> impl Iterator<Item = &RuleState> {
         self.0.iter().map(|(_, state)| state)
     }
 
-    /// Every rule state, mutably.
+    /// Returns every rule state, mutably.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut RuleState> {
         self.0.iter_mut().map(|(_, state)| state)
     }
@@ -187,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn rule_states_read_the_stored_map_and_find_moved_rules() {
+    fn rule_states_read_stored_map() {
         let stored = r#"{"temperature-high":{"phase":"firing","breaches":0,"clears":0,
             "first_breach_at":null,"incident":null},
             "temperature-low":{"phase":"normal","breaches":0,"clears":0,

@@ -79,6 +79,8 @@ pub enum SkipReason {
     InvalidTime { value: String },
     #[error("value {value:?} is not a finite number")]
     InvalidValue { value: String },
+    #[error("the line opens a quoted field it does not close: close each quote on its line")]
+    UnbalancedQuote,
 }
 
 /// A line of a replay file that produced no reading.
@@ -111,36 +113,85 @@ pub fn read_replay_file(
 }
 
 fn read_rows(
-    input: impl io::Read,
+    mut input: impl io::BufRead,
     opts: &ReplayOptions,
 ) -> Result<(Vec<Reading>, Vec<SkippedLine>), ReplayError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(input);
-    let read_error = |source: csv::Error| ReplayError::Read {
+    // Each line is parsed on its own, so an unclosed quote cannot swallow
+    // the lines after it into one field, as a CSV reader over the whole
+    // file would.
+    let read_error = |line: u64, source: csv::Error| ReplayError::Read {
         path: opts.path.clone(),
-        line: source.position().map(|position| position.line()),
+        line: Some(line),
         source,
     };
-    let header = reader.byte_headers().map_err(read_error)?.clone();
-    let columns = Columns::find(&header, opts)?;
-
+    let mut text = Vec::new();
+    let mut record = ByteRecord::new();
+    let mut line = 0;
+    let mut columns = None;
     let mut readings = Vec::new();
     let mut skipped = Vec::new();
-    let mut record = ByteRecord::new();
     let mut row = 0;
-    while reader.read_byte_record(&mut record).map_err(read_error)? {
+    loop {
+        text.clear();
+        let read = input
+            .read_until(b'\n', &mut text)
+            .map_err(|source| read_error(line + 1, source.into()))?;
+        if read == 0 {
+            break;
+        }
+        line += 1;
+        let content = trim_line_end(&text);
+        if content.is_empty() {
+            continue;
+        }
+        let Some(columns) = &columns else {
+            parse_line(content, &mut record).map_err(|source| read_error(line, source))?;
+            columns = Some(Columns::find(&record, opts)?);
+            continue;
+        };
         row += 1;
-        let line = record
-            .position()
-            .map_or(row + 1, |position| position.line());
-        match columns.reading(&record, row, opts) {
+        let parsed = if has_unbalanced_quote(content) {
+            Err(SkipReason::UnbalancedQuote)
+        } else {
+            parse_line(content, &mut record).map_err(|source| read_error(line, source))?;
+            columns.reading(&record, row, opts)
+        };
+        match parsed {
             Ok(reading) => readings.push(reading),
             Err(reason) => skipped.push(SkippedLine { line, row, reason }),
         }
     }
+    if columns.is_none() {
+        // An empty file has neither column.
+        Columns::find(&ByteRecord::new(), opts)?;
+    }
     Ok((readings, skipped))
+}
+
+/// Returns `line` without its `\n` or `\r\n` ending.
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// A line with an odd number of `"` has a quoted field that does not close
+/// on it (a doubled `""` inside a quoted field counts twice).
+fn has_unbalanced_quote(line: &[u8]) -> bool {
+    line.iter().filter(|&&byte| byte == b'"').count() % 2 == 1
+}
+
+/// Parses one line of CSV into `record`.
+fn parse_line(line: &[u8], record: &mut ByteRecord) -> Result<(), csv::Error> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .buffer_capacity(line.len().max(64))
+        .from_reader(line);
+    if !reader.read_byte_record(record)? {
+        record.clear();
+    }
+    Ok(())
 }
 
 /// Positions of the time and value columns in a row.
@@ -329,6 +380,52 @@ mod tests {
         let message = skipped[0].to_string();
         assert!(message.starts_with("line 3:"), "{message}");
         assert!(message.contains("\"yesterday\""), "{message}");
+    }
+
+    #[test]
+    fn unclosed_quote_skips_only_its_line() {
+        let file = write_csv(
+            "timestamp,value\r\n\
+             2013-12-02 21:15:00,20.5\r\n\
+             2013-12-02 21:20:00,\"21.0\r\n\
+             \r\n\
+             \"2013-12-02 21:25:00\",\"22.0\"\r\n\
+             2013-12-02 21:30:00,23.0 \"\"\r\n\
+             2013-12-02 21:35:00,24.5",
+        );
+        let (readings, skipped) = read_replay_file(&options(file.path())).unwrap();
+
+        let values: Vec<_> = readings
+            .iter()
+            .map(|reading| (reading.seq, reading.temperature_c))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                (Some(1), Some(20.5)),
+                (Some(3), Some(22.0)),
+                (Some(5), Some(24.5))
+            ]
+        );
+        let lines: Vec<_> = skipped
+            .iter()
+            .map(|line| (line.line, line.row, line.reason.clone()))
+            .collect();
+        assert_eq!(lines[0], (3, 2, SkipReason::UnbalancedQuote));
+        assert_eq!(lines[1].0, 6);
+        assert!(matches!(lines[1].2, SkipReason::InvalidValue { .. }));
+        assert_eq!(lines.len(), 2);
+        assert!(skipped[0].to_string().contains("does not close"));
+    }
+
+    #[test]
+    fn empty_file_names_the_missing_column() {
+        let file = write_csv("");
+        let error = read_replay_file(&options(file.path())).unwrap_err();
+        assert!(
+            matches!(error, ReplayError::MissingColumn { .. }),
+            "{error:?}"
+        );
     }
 
     #[test]

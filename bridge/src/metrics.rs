@@ -68,6 +68,72 @@ fn render_ingest(page: &mut String, stats: &StatsSnapshot) {
         "type",
         &incidents,
     );
+
+    let ignored = [
+        ("duplicate", stats.duplicates),
+        ("out_of_order", stats.out_of_order),
+    ];
+    let help = "Valid readings not evaluated: a repeated seq, or older than the sensor's newest.";
+    labelled(
+        page,
+        "floorwatch_readings_ignored_total",
+        help,
+        "reason",
+        &ignored,
+    );
+    let counters = [
+        (
+            "floorwatch_readings_missing_total",
+            "Readings never received, judged by gaps in each sensor's seq.",
+            stats.readings_missing,
+        ),
+        (
+            "floorwatch_events_held_total",
+            "Incident events held by a silence or maintenance window.",
+            stats.events_held,
+        ),
+        (
+            "floorwatch_events_released_total",
+            "Held incident events sent when their mute ended.",
+            stats.events_released,
+        ),
+        (
+            "floorwatch_events_written_total",
+            "Events committed to the outbox, once per event.",
+            stats.events_written,
+        ),
+    ];
+    for (name, help, value) in counters {
+        header(page, name, "counter", help);
+        let _ = writeln!(page, "{name} {value}");
+    }
+
+    let sensor_events = [
+        ("silent", stats.sensors_silent),
+        ("fault", stats.sensor_faults),
+        ("cleared", stats.sensor_events_cleared),
+    ];
+    let help = "Sensor health events: sensor.silent, sensor.fault, and either one cleared.";
+    labelled(
+        page,
+        "floorwatch_sensor_events_total",
+        help,
+        "kind",
+        &sensor_events,
+    );
+
+    let reloads = [
+        ("applied", stats.config_reloads),
+        ("rejected", stats.config_reloads_rejected),
+    ];
+    let help = "Configuration reloads, by result.";
+    labelled(
+        page,
+        "floorwatch_config_reloads_total",
+        help,
+        "result",
+        &reloads,
+    );
 }
 
 fn render_delivery(page: &mut String, stats: &StatsSnapshot) {
@@ -169,5 +235,14 @@ mod tests {
         assert!(page.contains("floorwatch_outbox_pending 2\n"));
         assert!(page.contains("floorwatch_outbox_oldest_pending_age_seconds 1.500\n"));
         assert!(page.contains("# TYPE floorwatch_endpoints_disabled gauge\n"));
+        for sample in [
+            "floorwatch_readings_ignored_total{reason=\"out_of_order\"} 0\n",
+            "floorwatch_readings_missing_total 0\n",
+            "floorwatch_sensor_events_total{kind=\"silent\"} 0\n",
+            "floorwatch_config_reloads_total{result=\"rejected\"} 0\n",
+            "floorwatch_events_written_total 0\n",
+        ] {
+            assert!(page.contains(sample), "{sample} missing from:\n{page}");
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! Fault suite. The broker, the bridge and the scheduler run as separate
 //! processes of the built binary under load from `floorwatch loadgen`.
-//! Each test injects one fault: SIGKILL of the bridge or the scheduler, a
-//! broker restart, a full disk under the bridge's database, or a replay
-//! file with corrupt lines. Afterwards every incident the load opened must
+//! Each test injects one fault: SIGKILL of the bridge, the scheduler or
+//! mosquitto, a broker restart, a full disk under the bridge's database,
+//! or a replay file with corrupt lines. Afterwards every incident the load opened must
 //! have exactly one task, every rejected input must be counted, and the
 //! processes must serve their probes again.
 //!
@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use common::faults::{
     assert_one_task_per_incident, finish_loadgen, spawn_loadgen, BrokerKind, ChildGuard, Cluster,
     Load, LoadSummary,
@@ -324,6 +325,33 @@ async fn mosquitto_graceful_restart_recovers() {
     assert_rejected(&cluster, "invalid_json", BAD_BEFORE).await;
 }
 
+/// SIGKILL gives mosquitto no chance to save its state, so it restarts
+/// from its last saved copy, or none: the bridge's session and the
+/// readings queued for it since then are gone, as with rumqttd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_sigkill_recovers() {
+    let mut rng = seeded_rng("mosquitto_sigkill_recovers");
+    let (rounds, load) = rounds_and_load();
+    let moments = fault_moments(&mut rng, rounds, load);
+    let pauses: Vec<f64> = (0..rounds).map(|_| rng.gen_range(0.0..1.0)).collect();
+    let dir = test_dir();
+    let database = dir.path().join("bridge.db");
+    let mut cluster = Cluster::start(dir.path(), BrokerKind::Mosquitto, &database).await;
+
+    let during = Load {
+        grace_secs: 10,
+        ..load
+    };
+    let summary = run_with_faults(&mut cluster, during, &moments, async |cluster, round| {
+        cluster.broker.as_mut().expect("broker started").kill();
+        sleep_secs(pauses[round]).await;
+        cluster.start_broker().await;
+        cluster.wait_bridge_ready().await;
+    })
+    .await;
+    assert_recovered_after_restarts(&mut cluster, &summary, load).await;
+}
+
 /// rumqttd keeps sessions and queued messages in memory only, so readings
 /// in flight when it stops are lost, and so are readings a publisher still
 /// holds: rumqttc drops them on a ConnAck without `session_present`.
@@ -451,11 +479,32 @@ fn fill_disk(path: &Path) -> u64 {
 /// Publishes readings of `sensor` at `plant-1` with sequence numbers from
 /// `first_seq`, ten seconds apart from a fixed start.
 async fn publish_readings(client: &MqttClient, sensor: &str, first_seq: u64, values: &[f64]) {
+    let start = "2026-12-04T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+    publish_readings_from(
+        client,
+        sensor,
+        first_seq,
+        start,
+        TimeDelta::seconds(10),
+        values,
+    )
+    .await;
+}
+
+/// Publishes readings of `sensor` at `plant-1` with sequence numbers from
+/// `first_seq`, the reading with `seq` N at `start + N * step`.
+async fn publish_readings_from(
+    client: &MqttClient,
+    sensor: &str,
+    first_seq: u64,
+    start: DateTime<Utc>,
+    step: TimeDelta,
+    values: &[f64],
+) {
     for (offset, celsius) in values.iter().enumerate() {
         let seq = first_seq + offset as u64;
-        let time = chrono::DateTime::parse_from_rfc3339("2026-12-04T12:00:00Z").unwrap()
-            + chrono::TimeDelta::seconds(10 * seq as i64);
-        let time = time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let time = start + step * seq as i32;
+        let time = time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let payload = common::reading_json("plant-1", sensor, seq, &time, *celsius);
         client
             .publish(&format!("floorwatch/plant-1/{sensor}/reading"), payload)
@@ -581,17 +630,127 @@ async fn full_disk_keeps_unacknowledged_readings() {
     drop(mount);
 }
 
+/// Fills the disk under the bridge while the scheduler is down and a sensor
+/// falls silent, with no readings arriving: the records of failed delivery
+/// attempts and the timer tick's silence event cannot commit. The bridge
+/// keeps running and, once space returns, records both and delivers the
+/// incident once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_delays_attempt_records_and_ticks() {
+    let dir = test_dir();
+    let mount = match TmpfsMount::mount(&dir.path().join("tmpfs"), "2m") {
+        Ok(mount) => mount,
+        Err(reason) => {
+            println!("NOTE: full_disk_delays_attempt_records_and_ticks skipped: cannot mount a tmpfs ({reason}); run as root");
+            return;
+        }
+    };
+    let database = mount.path.join("bridge.db");
+    let mut cluster = Cluster::start_with(dir.path(), BrokerKind::Mosquitto, &database, |bridge| {
+        // A sensor is silent three seconds after its last reading.
+        bridge.health.expected_interval_secs = 1;
+        bridge.health.silent_after_intervals = 3;
+    })
+    .await;
+    let client = MqttClient::connect(&cluster.broker_url(), "faults-full-disk-records").await;
+
+    // With the scheduler down, tank-1's incident.opened fails and waits
+    // for its next attempt; each failed attempt is recorded.
+    cluster.kill_scheduler();
+    let start = Utc::now() - TimeDelta::seconds(1);
+    let step = TimeDelta::milliseconds(100);
+    publish_readings_from(&client, "tank-1", 1, start, step, &[25.0, 31.0, 31.5, 32.0]).await;
+    let failed_attempts = "floorwatch_delivery_attempts_total{outcome=\"failed\"}";
+    wait_for("a failed delivery attempt recorded", || async {
+        let page = cluster.bridge_metrics().await?;
+        (common::faults::metric_value(&page, failed_attempts) > 0).then_some(())
+    })
+    .await;
+
+    let filler = mount.path.join("filler");
+    let filled = fill_disk(&filler);
+    println!("filled the tmpfs with {filled} bytes");
+
+    // No reading arrives now, so ingest commits nothing. The next failed
+    // attempt's record and tank-1's silence both need the disk.
+    let bridge = cluster.bridge.as_mut().expect("bridge started");
+    wait_for("both commits failing on the full disk", || async {
+        let log = bridge.log_text();
+        (log.contains("recording delivery attempts failed")
+            && log.contains("committing the timer tick failed"))
+        .then_some(())
+    })
+    .await;
+    let log = bridge.log_text();
+    for what in [
+        "recording delivery attempts failed",
+        "committing the timer tick failed",
+    ] {
+        let report = log.lines().find(|line| line.contains(what)).unwrap();
+        println!("the bridge reported: {report}");
+        assert!(
+            report.contains("disk is full"),
+            "the report does not name the cause: {report}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(bridge.exited(), None, "the bridge stopped on a full disk");
+    let page = cluster.bridge_metrics().await.unwrap();
+    assert_eq!(
+        common::faults::metric_value(&page, "floorwatch_sensor_events_total{kind=\"silent\"}"),
+        0,
+        "a silence counted before its event was committed"
+    );
+
+    // Space and the scheduler return: the records commit, tank-1's silence
+    // is reported, and its incident gets one task.
+    std::fs::remove_file(&filler).unwrap();
+    cluster.start_scheduler().await;
+    wait_for("tank-1's silence committed", || async {
+        let page = cluster.bridge_metrics().await?;
+        let silent = "floorwatch_sensor_events_total{kind=\"silent\"}";
+        (common::faults::metric_value(&page, silent) == 1).then_some(())
+    })
+    .await;
+    cluster.wait_outbox_empty().await;
+    let tasks = cluster.wait_tasks(1).await;
+    assert_one_task_per_incident(&tasks);
+    assert_eq!(tasks.len(), 1, "tasks: {tasks:?}");
+    assert_eq!(tasks[0]["sensor"], "tank-1");
+    let bridge = cluster.bridge.as_mut().expect("bridge started");
+    let log = bridge.log_text();
+    assert!(
+        log.contains("recording delivery attempts works again"),
+        "no recovery reported:\n{log}"
+    );
+    assert_eq!(bridge.exited(), None);
+
+    // tank-1 reports again and resolves.
+    publish_readings_from(&client, "tank-1", 5, Utc::now(), step, &[24.0, 24.0, 24.0]).await;
+    wait_for("tank-1's task resolved", || async {
+        let tasks = cluster.tasks().await?;
+        (!tasks.first()?["resolved_at"].is_null()).then_some(())
+    })
+    .await;
+    drop(client);
+    drop(cluster);
+    drop(mount);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_skips_corrupt_lines() {
     let dir = test_dir();
     let database = dir.path().join("bridge.db");
     let cluster = Cluster::start(dir.path(), BrokerKind::Embedded, &database).await;
 
-    // Line 1 is the header; lines 4, 7, 9 and 12 are corrupt.
+    // Line 1 is the header; lines 4, 5, 8, 10 and 13 are corrupt. Line
+    // 4 opens a quote it never closes, which must not swallow the lines
+    // after it.
     let mut csv = b"timestamp,value\n".to_vec();
-    let rows: [&[u8]; 14] = [
+    let rows: [&[u8]; 15] = [
         b"2026-12-04 10:00:00,25.0",
         b"2026-12-04 10:00:10,25.5",
+        b"2026-12-04 10:00:15,\"25.7",
         b"this line is not csv",
         b"2026-12-04 10:00:20,31.0",
         b"2026-12-04 10:00:30,31.5",
@@ -637,20 +796,20 @@ async fn replay_skips_corrupt_lines() {
     let output = replay.log_text();
     assert!(status.success(), "replay failed:\n{output}");
     assert!(
-        output.contains("replayed 10 of 14 rows"),
+        output.contains("replayed 10 of 15 rows"),
         "summary line:\n{output}"
     );
-    assert!(output.contains("(10 acknowledged, 4 invalid lines skipped)"));
-    for line in [4, 7, 9, 12] {
+    assert!(output.contains("(10 acknowledged, 5 invalid lines skipped)"));
+    for line in [4, 5, 8, 10, 13] {
         assert!(
             output.contains(&format!("line={line} ")),
             "line {line} is not reported:\n{output}"
         );
     }
-    assert_eq!(output.matches("skipped invalid replay line").count(), 4);
+    assert_eq!(output.matches("skipped invalid replay line").count(), 5);
 
     // The valid rows after each corrupt line arrive: the episode in rows
-    // 4 to 7 opens an incident and rows 9 to 12 resolve it.
+    // 5 to 8 opens an incident and rows 10 to 13 resolve it.
     wait_for("10 readings accepted", || async {
         let page = cluster.bridge_metrics().await?;
         let accepted = common::faults::metric_value(&page, "floorwatch_readings_accepted_total");

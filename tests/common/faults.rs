@@ -143,6 +143,17 @@ impl Cluster {
     /// Writes the configuration files into `dir`, with the bridge database
     /// at `bridge_db`, and starts the three processes.
     pub async fn start(dir: &Path, kind: BrokerKind, bridge_db: &Path) -> Cluster {
+        Cluster::start_with(dir, kind, bridge_db, |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], with the bridge's configuration changed by
+    /// `adjust` before it is written.
+    pub async fn start_with(
+        dir: &Path,
+        kind: BrokerKind,
+        bridge_db: &Path,
+        adjust: impl FnOnce(&mut BridgeConfig),
+    ) -> Cluster {
         let secret = Secret::generate();
         let mqtt = free_addr();
         let bridge_http = free_addr();
@@ -177,6 +188,7 @@ impl Cluster {
         bridge.delivery.retry_schedule_ms = vec![300; 200];
         bridge.http.enabled = true;
         bridge.http.listen = bridge_http;
+        adjust(&mut bridge);
         let bridge_config = dir.join("bridge.toml");
         std::fs::write(&bridge_config, toml::to_string(&bridge).unwrap()).unwrap();
 

@@ -6,7 +6,9 @@
 //! commits, the attempts that finish meanwhile wait and then share the next
 //! one. An incident's next row is sent only after the previous attempt's
 //! record is committed, so a restart never finds a later event delivered
-//! before an earlier one was recorded.
+//! before an earlier one was recorded. A commit that fails (a full disk,
+//! for one) is tried again a second later; its rows stay in flight
+//! meanwhile, so they are not sent twice by this process.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,9 @@ const POLL: Duration = Duration::from_secs(1);
 /// Attempts that one transaction records at most.
 const MAX_COMMIT: usize = 1024;
 
+/// Wait before a failed commit of attempt records is tried again.
+const COMMIT_RETRY: Duration = Duration::from_secs(1);
+
 type Commit = JoinHandle<(Vec<Finished>, Result<(), StoreError>)>;
 
 struct Dispatcher {
@@ -48,6 +53,10 @@ struct Dispatcher {
     unrecorded: Vec<Finished>,
     /// The commit running now, if any.
     commit: Option<Commit>,
+    /// Set after a commit failed: when its records may be committed again.
+    commit_retry_at: Option<Instant>,
+    /// Commits failed in a row.
+    commit_failures: u32,
     /// Whether the last read of new rows stopped at its limit.
     more_rows: bool,
     last_poll: Instant,
@@ -98,6 +107,8 @@ impl Dispatcher {
             tasks: JoinSet::new(),
             unrecorded: Vec::new(),
             commit: None,
+            commit_retry_at: None,
+            commit_failures: 0,
             more_rows: false,
             last_poll: now,
             disabled: false,
@@ -112,7 +123,10 @@ impl Dispatcher {
                 true => POLL,
                 false => self.dispatch(cancel),
             };
-            let wait = wait.min(POLL.saturating_sub(self.last_poll.elapsed()));
+            let mut wait = wait.min(POLL.saturating_sub(self.last_poll.elapsed()));
+            if let Some(retry_at) = self.commit_retry_at {
+                wait = wait.min(retry_at.saturating_duration_since(Instant::now()));
+            }
             let wake = Arc::clone(&self.worker.wake);
             let wakeup = tokio::select! {
                 () = cancel.cancelled() => Wakeup::Cancelled,
@@ -160,6 +174,16 @@ impl Dispatcher {
                 }
             }
             if self.unrecorded.is_empty() {
+                break;
+            }
+            if self.commit_retry_at.is_some() {
+                // Stopping: the rows of these attempts stay pending in the
+                // outbox and are sent again after a restart.
+                tracing::warn!(
+                    endpoint = %self.endpoint,
+                    attempts = self.unrecorded.len(),
+                    "stopping with delivery attempts not recorded; their rows are sent again after a restart"
+                );
                 break;
             }
             self.start_commit();
@@ -257,6 +281,12 @@ impl Dispatcher {
         if self.commit.is_some() || self.unrecorded.is_empty() {
             return;
         }
+        if let Some(retry_at) = self.commit_retry_at {
+            if Instant::now() < retry_at {
+                return;
+            }
+            self.commit_retry_at = None;
+        }
         let count = self.unrecorded.len().min(MAX_COMMIT);
         let batch: Vec<Finished> = self.unrecorded.drain(..count).collect();
         let store = Arc::clone(&self.worker.store);
@@ -284,7 +314,28 @@ impl Dispatcher {
     ) -> Result<(), BridgeError> {
         let (batch, result) =
             joined.map_err(|error| BridgeError::Task(format!("recording attempts: {error}")))?;
-        result?;
+        if let Err(error) = result {
+            self.commit_failures += 1;
+            tracing::error!(
+                endpoint = %self.endpoint,
+                %error,
+                attempts = batch.len(),
+                failures = self.commit_failures,
+                retry_in_ms = COMMIT_RETRY.as_millis() as u64,
+                "recording delivery attempts failed, so their rows stay in flight and the records are tried again"
+            );
+            self.unrecorded.splice(0..0, batch);
+            self.commit_retry_at = Some(Instant::now() + COMMIT_RETRY);
+            return Ok(());
+        }
+        if self.commit_failures > 0 {
+            tracing::info!(
+                endpoint = %self.endpoint,
+                failures = self.commit_failures,
+                "recording delivery attempts works again"
+            );
+            self.commit_failures = 0;
+        }
         let stats = &self.worker.stats;
         for finished in batch {
             let key = &finished.ordering_key;

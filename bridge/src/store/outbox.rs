@@ -21,6 +21,22 @@ pub struct OutboxRow {
     pub next_attempt_at_ms: i64,
 }
 
+impl OutboxRow {
+    /// Reads a row selected as `id, event_id, ordering_key, event_type,
+    /// body, attempts, next_attempt_at`.
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            event_id: row.get(1)?,
+            ordering_key: row.get(2)?,
+            event_type: row.get(3)?,
+            body: row.get(4)?,
+            attempts: row.get(5)?,
+            next_attempt_at_ms: row.get(6)?,
+        })
+    }
+}
+
 /// A pending outbox row without its body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingRow {
@@ -93,17 +109,7 @@ impl Store {
             )
             .context("reading the outbox")?;
         let rows = statement
-            .query_map(params![endpoint, limit as i64], |row| {
-                Ok(OutboxRow {
-                    id: row.get(0)?,
-                    event_id: row.get(1)?,
-                    ordering_key: row.get(2)?,
-                    event_type: row.get(3)?,
-                    body: row.get(4)?,
-                    attempts: row.get(5)?,
-                    next_attempt_at_ms: row.get(6)?,
-                })
-            })
+            .query_map(params![endpoint, limit as i64], OutboxRow::from_row)
             .context("reading the outbox")?;
         rows.collect::<Result<_, _>>().context("reading the outbox")
     }
@@ -131,17 +137,7 @@ impl Store {
             .context("reading new outbox rows")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = statement
-            .query_map(params![endpoint, after_id, limit], |row| {
-                Ok(OutboxRow {
-                    id: row.get(0)?,
-                    event_id: row.get(1)?,
-                    ordering_key: row.get(2)?,
-                    event_type: row.get(3)?,
-                    body: row.get(4)?,
-                    attempts: row.get(5)?,
-                    next_attempt_at_ms: row.get(6)?,
-                })
-            })
+            .query_map(params![endpoint, after_id, limit], OutboxRow::from_row)
             .context("reading new outbox rows")?;
         rows.collect::<Result<_, _>>()
             .context("reading new outbox rows")

@@ -3,6 +3,7 @@
 //! CSRF token in the `csrf_token` field, or it is rejected with 403.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use poem::http::{header, StatusCode};
@@ -12,7 +13,7 @@ use serde::Deserialize;
 use tera::Context;
 
 use crate::actions::{parse_action, perform};
-use crate::auth::session_cookie;
+use crate::auth::{session_cookie, throttle_keys};
 use crate::error::ApiError;
 use crate::page::Viewer;
 use crate::server::AppState;
@@ -83,10 +84,10 @@ fn render_login(
 }
 
 /// Signs in (`POST /login`). A wrong name or password gives 401 and the
-/// form again; success replaces the session and redirects to `next`.
-///
-/// TODO: limit failed sign-ins per name and client address. Until then the
-/// cost of argon2 is the only brake on password guessing.
+/// form again; success replaces the session and redirects to `next`. After
+/// a few failures for one name or from one address, further tries get 429
+/// with `Retry-After` until the wait is over, without checking the
+/// password.
 #[handler]
 pub async fn login(
     request: &Request,
@@ -112,14 +113,41 @@ pub async fn login(
         ));
     }
 
+    let next = local_path(form.next.as_deref()).to_owned();
+    let address = request
+        .remote_addr()
+        .as_socket_addr()
+        .map(|address| address.ip().to_string());
+    let keys = throttle_keys(&form.name, address.as_deref());
+    if let Some(wait) = state.auth.throttle.wait(&keys, Instant::now()) {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        tracing::warn!(
+            user = %form.name.chars().take(64).collect::<String>(),
+            address = address.as_deref().unwrap_or("unknown"),
+            retry_after_secs = seconds,
+            "sign-in refused: too many failed sign-ins"
+        );
+        let viewer = Viewer::of(state, request);
+        let error = format!(
+            "Too many failed sign-ins for this name or from this address. Try again in {seconds} s."
+        );
+        let html = render_login(state, &viewer, &next, Some(&error))?;
+        let mut response = html
+            .with_content_type("text/html; charset=utf-8")
+            .with_header(header::RETRY_AFTER, seconds.to_string())
+            .into_response();
+        response.set_status(StatusCode::TOO_MANY_REQUESTS);
+        return Ok(response);
+    }
+
     let check_state = Arc::clone(state);
     let (name, password) = (form.name.clone(), form.password);
     let accepted =
         tokio::task::spawn_blocking(move || check_state.auth.check_password(&name, &password))
             .await
             .unwrap_or(false);
-    let next = local_path(form.next.as_deref()).to_owned();
     if !accepted {
+        state.auth.throttle.failed(&keys, Instant::now());
         tracing::warn!(user = %form.name.chars().take(64).collect::<String>(), "sign-in failed");
         let viewer = Viewer::of(state, request);
         let html = render_login(state, &viewer, &next, Some("Wrong name or password."))?;
@@ -130,6 +158,7 @@ pub async fn login(
         return Ok(response);
     }
 
+    state.auth.throttle.succeeded(&keys);
     if let Some(old) = crate::auth::session_id(request) {
         state.auth.sessions.remove(old);
     }

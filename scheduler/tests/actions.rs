@@ -64,6 +64,38 @@ async fn wrong_password_is_rejected() {
 }
 
 #[tokio::test]
+async fn repeated_wrong_passwords_are_throttled() {
+    let (_dir, scheduler) = start_with_users().await;
+    // Five failures are free; the sixth makes the name and the address
+    // wait one second.
+    for attempt in 1..=6 {
+        let (response, _) = scheduler.login("alex", "wrong").await;
+        assert_eq!(response.status(), 401, "attempt {attempt}");
+    }
+    let (response, session) = scheduler.login("alex", "correct horse").await;
+    assert_eq!(response.status(), 429);
+    assert!(
+        session.is_none(),
+        "a throttled sign-in must not start a session"
+    );
+    assert_eq!(response.headers()["retry-after"], "1");
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Too many failed sign-ins"), "{page}");
+    // Another name from the same address waits too.
+    let (response, _) = scheduler.login("nobody", "guess").await;
+    assert_eq!(response.status(), 429);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (response, session) = scheduler.login("alex", "correct horse").await;
+    assert_eq!(response.status(), 303);
+    assert!(session.is_some());
+    // Success forgot the failures, so a wrong password is a plain 401.
+    let (response, _) = scheduler.login("alex", "wrong").await;
+    assert_eq!(response.status(), 401);
+    scheduler.stop().await;
+}
+
+#[tokio::test]
 async fn form_post_without_csrf_is_refused() {
     let (_dir, scheduler) = start_with_users().await;
     let (response, session) = scheduler.login("alex", "correct horse").await;

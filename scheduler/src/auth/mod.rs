@@ -3,6 +3,7 @@
 //! each, and the checks that the action handlers run.
 
 mod session;
+mod throttle;
 
 use std::collections::HashMap;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 pub use session::{session_cookie, Session, Sessions, CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE};
+pub use throttle::{throttle_keys, SignInThrottle};
 
 use crate::error::ApiError;
 
@@ -106,6 +108,8 @@ pub struct Auth {
     tokens: Vec<ApiTokenConfig>,
     /// Browser sessions.
     pub sessions: Sessions,
+    /// Failed sign-ins, by name and client address.
+    pub throttle: SignInThrottle,
     /// Adds `Secure` to the session cookie.
     pub cookie_secure: bool,
 }
@@ -128,6 +132,7 @@ impl Auth {
             users,
             tokens: tokens.to_vec(),
             sessions,
+            throttle: SignInThrottle::default(),
             cookie_secure,
         })
     }

@@ -287,42 +287,25 @@ async fn scheduler_sigkill_deliveries_retry() {
 /// the load under restarts are reported, not asserted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_graceful_restart_recovers() {
-    let mut rng = seeded_rng("mosquitto_graceful_restart_recovers");
-    let (rounds, load) = rounds_and_load();
-    let moments = fault_moments(&mut rng, rounds, load);
-    let pauses: Vec<f64> = (0..rounds).map(|_| rng.gen_range(0.0..1.0)).collect();
-    let dir = test_dir();
-    let database = dir.path().join("bridge.db");
-    let mut cluster = Cluster::start(dir.path(), BrokerKind::Mosquitto, &database).await;
-
-    publish_bad(&cluster, "bad-1", INVALID_JSON, BAD_BEFORE).await;
-    assert_rejected(&cluster, "invalid_json", BAD_BEFORE).await;
-
-    let during = Load {
-        grace_secs: 10,
-        ..load
-    };
-    let summary = run_with_faults(&mut cluster, during, &moments, async |cluster, round| {
-        let broker = cluster.broker.as_mut().expect("broker started");
-        let status = broker.terminate();
-        assert!(status.success(), "mosquitto stopped with {status}");
-        let log = broker.log_text();
-        assert!(
-            !log.contains("Error saving"),
-            "mosquitto did not save its state:\n{log}"
-        );
-        sleep_secs(pauses[round]).await;
-        cluster.start_broker().await;
-        cluster.wait_bridge_ready().await;
-    })
+    let (_dir, mut cluster, summary, load) = restart_broker_under_load(
+        "mosquitto_graceful_restart_recovers",
+        BrokerKind::Mosquitto,
+        |broker| {
+            let status = broker.terminate();
+            assert!(status.success(), "mosquitto stopped with {status}");
+            let log = broker.log_text();
+            assert!(
+                !log.contains("Error saving"),
+                "mosquitto did not save its state:\n{log}"
+            );
+        },
+    )
     .await;
     assert_eq!(
         summary.acked, summary.published,
         "readings published but never acknowledged by the broker"
     );
     assert_recovered_after_restarts(&mut cluster, &summary, load).await;
-    // The bridge ran throughout, so its counters cover the whole test.
-    assert_rejected(&cluster, "invalid_json", BAD_BEFORE).await;
 }
 
 /// SIGKILL gives mosquitto no chance to save its state, so it restarts
@@ -330,24 +313,11 @@ async fn mosquitto_graceful_restart_recovers() {
 /// readings queued for it since then are gone, as with rumqttd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_sigkill_recovers() {
-    let mut rng = seeded_rng("mosquitto_sigkill_recovers");
-    let (rounds, load) = rounds_and_load();
-    let moments = fault_moments(&mut rng, rounds, load);
-    let pauses: Vec<f64> = (0..rounds).map(|_| rng.gen_range(0.0..1.0)).collect();
-    let dir = test_dir();
-    let database = dir.path().join("bridge.db");
-    let mut cluster = Cluster::start(dir.path(), BrokerKind::Mosquitto, &database).await;
-
-    let during = Load {
-        grace_secs: 10,
-        ..load
-    };
-    let summary = run_with_faults(&mut cluster, during, &moments, async |cluster, round| {
-        cluster.broker.as_mut().expect("broker started").kill();
-        sleep_secs(pauses[round]).await;
-        cluster.start_broker().await;
-        cluster.wait_bridge_ready().await;
-    })
+    let (_dir, mut cluster, summary, load) = restart_broker_under_load(
+        "mosquitto_sigkill_recovers",
+        BrokerKind::Mosquitto,
+        ChildGuard::kill,
+    )
     .await;
     assert_recovered_after_restarts(&mut cluster, &summary, load).await;
 }
@@ -357,13 +327,36 @@ async fn mosquitto_sigkill_recovers() {
 /// holds: rumqttc drops them on a ConnAck without `session_present`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_broker_restart_recovers() {
-    let mut rng = seeded_rng("embedded_broker_restart_recovers");
+    // `floorwatch broker` has no state to save, so SIGKILL loses what
+    // SIGTERM would.
+    let (_dir, mut cluster, summary, load) = restart_broker_under_load(
+        "embedded_broker_restart_recovers",
+        BrokerKind::Embedded,
+        ChildGuard::kill,
+    )
+    .await;
+    assert_recovered_after_restarts(&mut cluster, &summary, load).await;
+}
+
+/// Runs loadgen while the broker is stopped by `stop` at random moments
+/// and started again 0 to 1 s later. Invalid payloads published before
+/// the load are counted. Returns the cluster with the load's summary and
+/// settings.
+async fn restart_broker_under_load(
+    test: &str,
+    kind: BrokerKind,
+    stop: impl Fn(&mut ChildGuard),
+) -> (tempfile::TempDir, Cluster, LoadSummary, Load) {
+    let mut rng = seeded_rng(test);
     let (rounds, load) = rounds_and_load();
     let moments = fault_moments(&mut rng, rounds, load);
     let pauses: Vec<f64> = (0..rounds).map(|_| rng.gen_range(0.0..1.0)).collect();
     let dir = test_dir();
     let database = dir.path().join("bridge.db");
-    let mut cluster = Cluster::start(dir.path(), BrokerKind::Embedded, &database).await;
+    let mut cluster = Cluster::start(dir.path(), kind, &database).await;
+
+    publish_bad(&cluster, "bad-1", INVALID_JSON, BAD_BEFORE).await;
+    assert_rejected(&cluster, "invalid_json", BAD_BEFORE).await;
 
     // A shorter grace: incidents lost with the broker's memory never
     // arrive, and loadgen would wait for them the whole grace period.
@@ -372,15 +365,13 @@ async fn embedded_broker_restart_recovers() {
         ..load
     };
     let summary = run_with_faults(&mut cluster, during, &moments, async |cluster, round| {
-        // `floorwatch broker` has no state to save, so SIGKILL loses what
-        // SIGTERM would.
-        cluster.broker.as_mut().expect("broker started").kill();
+        stop(cluster.broker.as_mut().expect("broker started"));
         sleep_secs(pauses[round]).await;
         cluster.start_broker().await;
         cluster.wait_bridge_ready().await;
     })
     .await;
-    assert_recovered_after_restarts(&mut cluster, &summary, load).await;
+    (dir, cluster, summary, load)
 }
 
 /// Checks what a broker restart guarantees: every incident the bridge
@@ -425,6 +416,8 @@ async fn assert_recovered_after_restarts(cluster: &mut Cluster, summary: &LoadSu
     assert_one_task_per_incident(&tasks);
     assert_eq!(tasks.len(), incidents);
 
+    // The bridge ran throughout, so its counters cover the whole test.
+    assert_rejected(cluster, "invalid_json", BAD_BEFORE).await;
     publish_bad(cluster, "bad-2", NOT_UTF8, BAD_AFTER).await;
     assert_rejected(cluster, "not_utf8", BAD_AFTER).await;
 }

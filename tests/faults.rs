@@ -82,6 +82,42 @@ fn fault_moments(rng: &mut StdRng, rounds: u32, load: Load) -> Vec<f64> {
         .collect()
 }
 
+/// The fault plan of one test: a seeded schedule of fault moments under
+/// a load, a pause after each fault, and the test's directory.
+struct FaultPlan {
+    load: Load,
+    moments: Vec<f64>,
+    /// Seconds to wait after each fault.
+    pauses: Vec<f64>,
+    dir: tempfile::TempDir,
+    /// The bridge database, in `dir`.
+    database: PathBuf,
+}
+
+impl FaultPlan {
+    /// Draws the plan of `test` from its seeded RNG, with pauses in `pause`.
+    fn new(test: &str, pause: std::ops::Range<f64>) -> FaultPlan {
+        let mut rng = seeded_rng(test);
+        let (rounds, load) = rounds_and_load();
+        let moments = fault_moments(&mut rng, rounds, load);
+        let pauses = (0..rounds).map(|_| rng.gen_range(pause.clone())).collect();
+        let dir = test_dir();
+        let database = dir.path().join("bridge.db");
+        FaultPlan {
+            load,
+            moments,
+            pauses,
+            dir,
+            database,
+        }
+    }
+
+    /// Starts a cluster with its files in the plan's directory.
+    async fn start_cluster(&self, kind: BrokerKind) -> Cluster {
+        Cluster::start(self.dir.path(), kind, &self.database).await
+    }
+}
+
 /// Creates the directory of one test. With `FLOORWATCH_FAULTS_KEEP=1` it
 /// is kept after the test, with the logs of every process, and its path is
 /// printed.
@@ -207,22 +243,22 @@ async fn bridge_sigkill_embedded_broker() {
 /// it again. The broker keeps the bridge's persistent session, so readings
 /// the bridge had not acknowledged come back to the new process.
 async fn bridge_sigkill(test: &str, kind: BrokerKind) {
-    let mut rng = seeded_rng(test);
-    let (rounds, load) = rounds_and_load();
-    let moments = fault_moments(&mut rng, rounds, load);
-    let pauses: Vec<f64> = (0..rounds).map(|_| rng.gen_range(0.0..1.0)).collect();
-    let dir = test_dir();
-    let database = dir.path().join("bridge.db");
-    let mut cluster = Cluster::start(dir.path(), kind, &database).await;
+    let plan = FaultPlan::new(test, 0.0..1.0);
+    let mut cluster = plan.start_cluster(kind).await;
 
     publish_bad(&cluster, "bad-1", INVALID_JSON, BAD_BEFORE).await;
     assert_rejected(&cluster, "invalid_json", BAD_BEFORE).await;
 
-    let summary = run_with_faults(&mut cluster, load, &moments, async |cluster, round| {
-        cluster.kill_bridge();
-        sleep_secs(pauses[round]).await;
-        cluster.start_bridge().await;
-    })
+    let summary = run_with_faults(
+        &mut cluster,
+        plan.load,
+        &plan.moments,
+        async |cluster, round| {
+            cluster.kill_bridge();
+            sleep_secs(plan.pauses[round]).await;
+            cluster.start_bridge().await;
+        },
+    )
     .await;
     assert_every_incident_has_one_task(&cluster, &summary).await;
     let accepted = cluster
@@ -244,20 +280,15 @@ async fn bridge_sigkill(test: &str, kind: BrokerKind) {
 /// bridge finds no gap in the sensor's `seq`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_sigkill_loses_no_reading() {
-    let mut rng = seeded_rng("edge_sigkill_loses_no_reading");
-    let (rounds, load) = rounds_and_load();
-    let moments = fault_moments(&mut rng, rounds, load);
-    let pauses: Vec<f64> = (0..rounds).map(|_| rng.gen_range(0.0..0.5)).collect();
-    let dir = test_dir();
-    let database = dir.path().join("bridge.db");
-    let mut cluster = Cluster::start(dir.path(), BrokerKind::Mosquitto, &database).await;
+    let plan = FaultPlan::new("edge_sigkill_loses_no_reading", 0.0..0.5);
+    let mut cluster = plan.start_cluster(BrokerKind::Mosquitto).await;
 
     let mut config = EdgeConfig {
         broker: format!("mqtt://{}", cluster.mqtt),
         client_id: "faults-edge".to_owned(),
         ..EdgeConfig::default()
     };
-    config.outbox.path = dir.path().join("edge-outbox.db");
+    config.outbox.path = plan.dir.path().join("edge-outbox.db");
     config.sensors = vec![AgentSensorConfig {
         kind: SensorKind::Simulated,
         id: "sim-1".to_owned(),
@@ -267,21 +298,21 @@ async fn edge_sigkill_loses_no_reading() {
         pin: None,
         seed: Some(7),
     }];
-    let config_path = dir.path().join("edge.toml");
+    let config_path = plan.dir.path().join("edge.toml");
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
     let spawn_edge = |start: usize| {
         ChildGuard::spawn(
             "edge",
             env!("CARGO_BIN_EXE_floorwatch"),
             &["edge", "--config", &config_path.to_string_lossy()],
-            &dir.path().join(format!("edge-{start}.log")),
+            &plan.dir.path().join(format!("edge-{start}.log")),
         )
     };
     let mut edge = spawn_edge(0);
 
-    let summary = run_with_faults(&mut cluster, load, &moments, async |_, round| {
+    let summary = run_with_faults(&mut cluster, plan.load, &plan.moments, async |_, round| {
         edge.kill();
-        sleep_secs(pauses[round]).await;
+        sleep_secs(plan.pauses[round]).await;
         edge = spawn_edge(round + 1);
     })
     .await;
@@ -303,7 +334,7 @@ async fn edge_sigkill_loses_no_reading() {
     assert!(last_seq > 100, "too few readings taken: {last_seq}");
 
     wait_for("the edge sensor's last reading at the bridge", || async {
-        let store = Store::open(&database).ok()?;
+        let store = Store::open(&plan.database).ok()?;
         let states = store.load_sensor_states().ok()?;
         let (_, _, state) = states
             .into_iter()
@@ -331,29 +362,29 @@ async fn edge_sigkill_loses_no_reading() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduler_sigkill_deliveries_retry() {
-    let mut rng = seeded_rng("scheduler_sigkill_deliveries_retry");
-    let (rounds, load) = rounds_and_load();
-    let moments = fault_moments(&mut rng, rounds, load);
-    let downtimes: Vec<f64> = (0..rounds).map(|_| rng.gen_range(2.0..4.0)).collect();
-    let dir = test_dir();
-    let database = dir.path().join("bridge.db");
-    let mut cluster = Cluster::start(dir.path(), BrokerKind::Embedded, &database).await;
+    let plan = FaultPlan::new("scheduler_sigkill_deliveries_retry", 2.0..4.0);
+    let mut cluster = plan.start_cluster(BrokerKind::Embedded).await;
 
     publish_bad(&cluster, "bad-1", INVALID_JSON, BAD_BEFORE).await;
     assert_rejected(&cluster, "invalid_json", BAD_BEFORE).await;
 
     let failed = "floorwatch_delivery_attempts_total{outcome=\"failed\"}";
-    let summary = run_with_faults(&mut cluster, load, &moments, async |cluster, round| {
-        cluster.kill_scheduler();
-        let failed_before = cluster.bridge_metric(failed).await;
-        sleep_secs(downtimes[round]).await;
-        let failed_during = cluster.bridge_metric(failed).await;
-        println!(
-            "round {round}: {} failed attempts while the scheduler was down",
-            failed_during - failed_before
-        );
-        cluster.start_scheduler().await;
-    })
+    let summary = run_with_faults(
+        &mut cluster,
+        plan.load,
+        &plan.moments,
+        async |cluster, round| {
+            cluster.kill_scheduler();
+            let failed_before = cluster.bridge_metric(failed).await;
+            sleep_secs(plan.pauses[round]).await;
+            let failed_during = cluster.bridge_metric(failed).await;
+            println!(
+                "round {round}: {} failed attempts while the scheduler was down",
+                failed_during - failed_before
+            );
+            cluster.start_scheduler().await;
+        },
+    )
     .await;
     assert_every_incident_has_one_task(&cluster, &summary).await;
     assert!(
@@ -383,7 +414,7 @@ async fn scheduler_sigkill_deliveries_retry() {
 /// the load under restarts are reported, not asserted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_graceful_restart_recovers() {
-    let (_dir, mut cluster, summary, load) = restart_broker_under_load(
+    let (plan, mut cluster, summary) = restart_broker_under_load(
         "mosquitto_graceful_restart_recovers",
         BrokerKind::Mosquitto,
         |broker| {
@@ -401,7 +432,7 @@ async fn mosquitto_graceful_restart_recovers() {
         summary.acked, summary.published,
         "readings published but never acknowledged by the broker"
     );
-    assert_recovered_after_restarts(&mut cluster, &summary, load).await;
+    assert_recovered_after_restarts(&mut cluster, &summary, plan.load).await;
 }
 
 /// SIGKILL gives mosquitto no chance to save its state, so it restarts
@@ -409,13 +440,13 @@ async fn mosquitto_graceful_restart_recovers() {
 /// readings queued for it since then are gone, as with rumqttd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_sigkill_recovers() {
-    let (_dir, mut cluster, summary, load) = restart_broker_under_load(
+    let (plan, mut cluster, summary) = restart_broker_under_load(
         "mosquitto_sigkill_recovers",
         BrokerKind::Mosquitto,
         ChildGuard::kill,
     )
     .await;
-    assert_recovered_after_restarts(&mut cluster, &summary, load).await;
+    assert_recovered_after_restarts(&mut cluster, &summary, plan.load).await;
 }
 
 /// rumqttd keeps sessions and queued messages in memory only, so readings
@@ -425,31 +456,26 @@ async fn mosquitto_sigkill_recovers() {
 async fn embedded_broker_restart_recovers() {
     // `floorwatch broker` has no state to save, so SIGKILL loses what
     // SIGTERM would.
-    let (_dir, mut cluster, summary, load) = restart_broker_under_load(
+    let (plan, mut cluster, summary) = restart_broker_under_load(
         "embedded_broker_restart_recovers",
         BrokerKind::Embedded,
         ChildGuard::kill,
     )
     .await;
-    assert_recovered_after_restarts(&mut cluster, &summary, load).await;
+    assert_recovered_after_restarts(&mut cluster, &summary, plan.load).await;
 }
 
 /// Runs loadgen while the broker is stopped by `stop` at random moments
 /// and started again 0 to 1 s later. Invalid payloads published before
-/// the load are counted. Returns the cluster with the load's summary and
-/// settings.
+/// the load are counted. Returns the plan and the cluster with the load's
+/// summary.
 async fn restart_broker_under_load(
     test: &str,
     kind: BrokerKind,
     stop: impl Fn(&mut ChildGuard),
-) -> (tempfile::TempDir, Cluster, LoadSummary, Load) {
-    let mut rng = seeded_rng(test);
-    let (rounds, load) = rounds_and_load();
-    let moments = fault_moments(&mut rng, rounds, load);
-    let pauses: Vec<f64> = (0..rounds).map(|_| rng.gen_range(0.0..1.0)).collect();
-    let dir = test_dir();
-    let database = dir.path().join("bridge.db");
-    let mut cluster = Cluster::start(dir.path(), kind, &database).await;
+) -> (FaultPlan, Cluster, LoadSummary) {
+    let plan = FaultPlan::new(test, 0.0..1.0);
+    let mut cluster = plan.start_cluster(kind).await;
 
     publish_bad(&cluster, "bad-1", INVALID_JSON, BAD_BEFORE).await;
     assert_rejected(&cluster, "invalid_json", BAD_BEFORE).await;
@@ -458,16 +484,21 @@ async fn restart_broker_under_load(
     // arrive, and loadgen would wait for them the whole grace period.
     let during = Load {
         grace_secs: 10,
-        ..load
+        ..plan.load
     };
-    let summary = run_with_faults(&mut cluster, during, &moments, async |cluster, round| {
-        stop(cluster.broker.as_mut().expect("broker started"));
-        sleep_secs(pauses[round]).await;
-        cluster.start_broker().await;
-        cluster.wait_bridge_ready().await;
-    })
+    let summary = run_with_faults(
+        &mut cluster,
+        during,
+        &plan.moments,
+        async |cluster, round| {
+            stop(cluster.broker.as_mut().expect("broker started"));
+            sleep_secs(plan.pauses[round]).await;
+            cluster.start_broker().await;
+            cluster.wait_bridge_ready().await;
+        },
+    )
     .await;
-    (dir, cluster, summary, load)
+    (plan, cluster, summary)
 }
 
 /// Checks what a broker restart guarantees: every incident the bridge

@@ -1,9 +1,11 @@
 //! Watches the scheduler for the run's tasks. The scheduler sends one
 //! server-sent `task` event with the task id per change on `GET /events`,
-//! and each new id is fetched from `GET /api/v1/tasks/ID`.
+//! and the task of each event is fetched from `GET /api/v1/tasks/ID`.
 //! A full listing of the site's tasks (`GET /api/v1/tasks?site=...`) runs
-//! every second as a fallback, after a burst of events that the scheduler
-//! reports as lagged (id 0), and every 100 ms when `/events` is missing.
+//! every 10 seconds as a fallback, after a burst of events that the
+//! scheduler reports as lagged (id 0), and every 100 ms when `/events` is
+//! missing. Its cost grows with the tasks of the run, so a soak of many
+//! thousand tasks would otherwise measure loadgen's listings.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +29,7 @@ const MAX_PAGES: usize = 100;
 /// Time limit of one API request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Interval of full listings while server-sent events arrive.
-const LIST_INTERVAL_WITH_EVENTS: Duration = Duration::from_secs(1);
+const LIST_INTERVAL_WITH_EVENTS: Duration = Duration::from_secs(10);
 /// Interval of full listings without server-sent events.
 const LIST_INTERVAL_POLLING: Duration = Duration::from_millis(100);
 /// Wait before reconnecting to `/events` after a failed connection.
@@ -141,15 +143,11 @@ impl Watcher {
         let _ = events.await;
     }
 
-    /// Fetches a task announced by an event, or lists all after a lag.
+    /// Fetches a task announced by an event, new or changed (such as
+    /// resolved), or lists all after a lag.
     async fn on_event(&self, task_id: i64, observed_at: DateTime<Utc>) {
         if task_id == 0 {
             self.refresh().await;
-            return;
-        }
-        if self.lock().contains_key(&task_id) {
-            // A change of a task already seen, such as its resolution; the
-            // periodic listing picks it up.
             return;
         }
         let url = format!("{}/api/v1/tasks/{task_id}", self.api);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use floorwatch::{commands, config, logging, up};
 
+mod allocator;
 mod deliveries;
 
 /// Sensor-to-maintenance pipeline: MQTT readings, rules and incidents,
@@ -74,6 +75,7 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
+    allocator::limit_arenas();
     let cli = Cli::parse();
     logging::init(cli.log_json);
     match run(cli.command) {

@@ -167,6 +167,7 @@ impl Dispatcher {
                 first_error.get_or_insert(error);
             }
         }
+        let mut retried = false;
         loop {
             if let Some(commit) = self.commit.take() {
                 if let Err(error) = self.committed(commit.await) {
@@ -177,14 +178,19 @@ impl Dispatcher {
                 break;
             }
             if self.commit_retry_at.is_some() {
-                // Stopping: the rows of these attempts stay pending in the
-                // outbox and are sent again after a restart.
-                tracing::warn!(
-                    endpoint = %self.endpoint,
-                    attempts = self.unrecorded.len(),
-                    "stopping with delivery attempts not recorded; their rows are sent again after a restart"
-                );
-                break;
+                if retried {
+                    // The rows of these attempts stay pending in the
+                    // outbox and are sent again after a restart.
+                    tracing::warn!(
+                        endpoint = %self.endpoint,
+                        attempts = self.unrecorded.len(),
+                        "stopping with delivery attempts not recorded; their rows are sent again after a restart"
+                    );
+                    break;
+                }
+                // One more try without waiting, in case the cause is gone.
+                retried = true;
+                self.commit_retry_at = None;
             }
             self.start_commit();
         }

@@ -119,10 +119,10 @@ pub async fn login(
         .as_socket_addr()
         .map(|address| address.ip().to_string());
     let keys = throttle_keys(&form.name, address.as_deref());
-    if let Some(wait) = state.auth.throttle.wait(&keys, Instant::now()) {
+    if let Err(wait) = state.auth.throttle.admit(&keys, Instant::now()) {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         tracing::warn!(
-            user = %form.name.chars().take(64).collect::<String>(),
+            user = ?form.name.chars().take(64).collect::<String>(),
             address = address.as_deref().unwrap_or("unknown"),
             retry_after_secs = seconds,
             "sign-in refused: too many failed sign-ins"
@@ -147,8 +147,8 @@ pub async fn login(
             .await
             .unwrap_or(false);
     if !accepted {
-        state.auth.throttle.failed(&keys, Instant::now());
-        tracing::warn!(user = %form.name.chars().take(64).collect::<String>(), "sign-in failed");
+        // Debug formatting escapes line breaks, so a name cannot forge log lines.
+        tracing::warn!(user = ?form.name.chars().take(64).collect::<String>(), "sign-in failed");
         let viewer = Viewer::of(state, request);
         let html = render_login(state, &viewer, &next, Some("Wrong name or password."))?;
         let mut response = html

@@ -96,6 +96,24 @@ async fn repeated_wrong_passwords_are_throttled() {
 }
 
 #[tokio::test]
+async fn parallel_wrong_passwords_are_throttled() {
+    let (_dir, scheduler) = start_with_users().await;
+    let attempts = (0..20).map(|_| scheduler.login("alex", "wrong"));
+    let statuses: Vec<u16> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|(response, _)| response.status().as_u16())
+        .collect();
+    // Five free failures and the attempt that starts the wait are checked;
+    // the rest are refused before their password is.
+    let checked = statuses.iter().filter(|status| **status == 401).count();
+    let refused = statuses.iter().filter(|status| **status == 429).count();
+    assert_eq!(checked, 6, "statuses: {statuses:?}");
+    assert_eq!(refused, 14, "statuses: {statuses:?}");
+    scheduler.stop().await;
+}
+
+#[tokio::test]
 async fn form_post_without_csrf_is_refused() {
     let (_dir, scheduler) = start_with_users().await;
     let (response, session) = scheduler.login("alex", "correct horse").await;

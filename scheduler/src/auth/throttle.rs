@@ -1,7 +1,9 @@
-//! Brake on password guessing at the sign-in form: failed sign-ins are
-//! counted per user name and per client address, and past a few of them
-//! each key must wait before its next try, twice as long after every
-//! further failure. A waiting key is refused before argon2 runs, so a
+//! Brake on password guessing at the sign-in form: sign-ins are counted
+//! per user name and per client address, and past a few failures each key
+//! must wait before its next try, twice as long after every further
+//! failure. An attempt counts as a failure from the moment it is admitted
+//! until a success clears it, so parallel requests cannot all pass before
+//! the first one fails. A waiting key is refused before argon2 runs, so a
 //! flood of guesses costs the scheduler little CPU.
 //!
 //! NOTE: the counts live in memory, so a restart clears them. Behind a
@@ -40,20 +42,21 @@ pub struct SignInThrottle {
 }
 
 impl SignInThrottle {
-    /// Returns how long the longest-waiting of `keys` must still wait at
-    /// `now`, or `None` when all may try.
-    pub fn wait(&self, keys: &[String], now: Instant) -> Option<Duration> {
-        let table = self.lock();
-        keys.iter()
+    /// Admits a sign-in attempt by `keys` at `now` and counts it as a
+    /// failure of each key, or returns how long the longest-waiting key
+    /// must still wait. A successful attempt then calls
+    /// [`SignInThrottle::succeeded`].
+    pub fn admit(&self, keys: &[String], now: Instant) -> Result<(), Duration> {
+        let mut table = self.lock();
+        let wait = keys
+            .iter()
             .filter_map(|key| table.get(key))
             .map(|failures| failures.wait_until.saturating_duration_since(now))
-            .filter(|wait| !wait.is_zero())
             .max()
-    }
-
-    /// Records a failed sign-in for each of `keys` at `now`.
-    pub fn failed(&self, keys: &[String], now: Instant) {
-        let mut table = self.lock();
+            .filter(|wait| !wait.is_zero());
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
         if table.len() + keys.len() > MAX_KEYS {
             forget_old(&mut table, now, keys.len());
         }
@@ -70,6 +73,7 @@ impl SignInThrottle {
             failures.last_at = now;
             failures.wait_until = now + wait_after(failures.count);
         }
+        Ok(())
     }
 
     /// Forgets the failures of `keys` after a successful sign-in.
@@ -136,40 +140,51 @@ mod tests {
     fn free_failures_then_doubling_waits() {
         let throttle = SignInThrottle::default();
         let start = Instant::now();
-        for _ in 0..FREE_FAILURES {
-            throttle.failed(&keys(), start);
-            assert_eq!(throttle.wait(&keys(), start), None);
+        // Five free failures, and a sixth attempt that makes the keys wait.
+        for _ in 0..=FREE_FAILURES {
+            assert_eq!(throttle.admit(&keys(), start), Ok(()));
         }
-        throttle.failed(&keys(), start);
-        assert_eq!(throttle.wait(&keys(), start), Some(Duration::from_secs(1)));
-        throttle.failed(&keys(), start);
-        assert_eq!(throttle.wait(&keys(), start), Some(Duration::from_secs(2)));
-        let later = start + Duration::from_secs(2);
-        assert_eq!(throttle.wait(&keys(), later), None);
+        assert_eq!(throttle.admit(&keys(), start), Err(Duration::from_secs(1)));
+
+        let later = start + Duration::from_secs(1);
+        assert_eq!(throttle.admit(&keys(), later), Ok(()));
+        assert_eq!(throttle.admit(&keys(), later), Err(Duration::from_secs(2)));
+
+        let mut now = later;
         for _ in 0..20 {
-            throttle.failed(&keys(), later);
+            now += MAX_WAIT;
+            assert_eq!(throttle.admit(&keys(), now), Ok(()));
         }
-        assert_eq!(throttle.wait(&keys(), later), Some(MAX_WAIT));
+        assert_eq!(throttle.admit(&keys(), now), Err(MAX_WAIT));
+    }
+
+    #[test]
+    fn parallel_attempts_are_counted_on_admission() {
+        let throttle = SignInThrottle::default();
+        let now = Instant::now();
+        // Thirty attempts at once, none finished: only the free ones and
+        // the one that starts the wait are admitted.
+        let admitted = (0..30)
+            .filter(|_| throttle.admit(&keys(), now).is_ok())
+            .count();
+        assert_eq!(admitted, FREE_FAILURES as usize + 1);
     }
 
     #[test]
     fn either_key_waits_for_both() {
         let throttle = SignInThrottle::default();
         let now = Instant::now();
-        let other_address = throttle_keys("ada", Some("198.51.100.1"));
         for _ in 0..=FREE_FAILURES {
-            throttle.failed(&keys(), now);
+            throttle.admit(&keys(), now).unwrap();
         }
         // The name is throttled from any address, and the address for any
         // name.
-        assert!(throttle.wait(&other_address, now).is_some());
-        assert!(throttle
-            .wait(&throttle_keys("grace", Some("192.0.2.7")), now)
-            .is_some());
-        assert_eq!(
-            throttle.wait(&throttle_keys("grace", Some("198.51.100.1")), now),
-            None
-        );
+        let other_address = throttle_keys("ada", Some("198.51.100.1"));
+        assert!(throttle.admit(&other_address, now).is_err());
+        let other_name = throttle_keys("grace", Some("192.0.2.7"));
+        assert!(throttle.admit(&other_name, now).is_err());
+        let neither = throttle_keys("grace", Some("198.51.100.1"));
+        assert_eq!(throttle.admit(&neither, now), Ok(()));
     }
 
     #[test]
@@ -177,18 +192,18 @@ mod tests {
         let throttle = SignInThrottle::default();
         let now = Instant::now();
         for _ in 0..=FREE_FAILURES {
-            throttle.failed(&keys(), now);
+            throttle.admit(&keys(), now).unwrap();
         }
         throttle.succeeded(&keys());
-        assert_eq!(throttle.wait(&keys(), now), None);
+        assert_eq!(throttle.admit(&keys(), now), Ok(()));
 
-        for _ in 0..=FREE_FAILURES {
-            throttle.failed(&keys(), now);
+        for _ in 0..FREE_FAILURES {
+            throttle.admit(&keys(), now).unwrap();
         }
-        // A failure long after the last one starts the count again.
+        // An attempt long after the last one starts the count again.
         let much_later = now + FORGET_AFTER;
-        throttle.failed(&keys(), much_later);
-        assert_eq!(throttle.wait(&keys(), much_later), None);
+        assert_eq!(throttle.admit(&keys(), much_later), Ok(()));
+        assert_eq!(throttle.admit(&keys(), much_later), Ok(()));
     }
 
     #[test]
@@ -197,7 +212,7 @@ mod tests {
         let now = Instant::now();
         for index in 0..MAX_KEYS + 50 {
             let at = now + Duration::from_millis(index as u64);
-            throttle.failed(&[format!("addr:{index}")], at);
+            throttle.admit(&[format!("addr:{index}")], at).unwrap();
         }
         assert_eq!(throttle.lock().len(), MAX_KEYS);
         assert!(!throttle.lock().contains_key("addr:0"));

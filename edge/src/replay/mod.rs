@@ -106,7 +106,7 @@ pub enum ReplayError {
     #[error(
         "replay file {} has no column {column:?} (columns found: {}): name one of them \
          as the time or value column",
-        .path.display(), .found.join(", ")
+        .path.display(), column_list(.found)
     )]
     MissingColumn {
         path: PathBuf,
@@ -126,6 +126,26 @@ pub enum ReplayError {
     },
     #[error("replay of {} ended with unconfirmed readings", .path.display())]
     Unconfirmed { path: PathBuf, source: PublishError },
+}
+
+/// Lists column names for an error message: quoted, so a name holding a
+/// comma reads as one, and cut short, so a binary file does not fill the
+/// terminal.
+fn column_list(names: &[String]) -> String {
+    const MAX_NAMES: usize = 20;
+    const MAX_CHARS: usize = 40;
+    let mut listed: Vec<String> = names
+        .iter()
+        .take(MAX_NAMES)
+        .map(|name| match name.char_indices().nth(MAX_CHARS) {
+            Some((cut, _)) => format!("{:?}...", &name[..cut]),
+            None => format!("{name:?}"),
+        })
+        .collect();
+    if names.len() > MAX_NAMES {
+        listed.push(format!("and {} more", names.len() - MAX_NAMES));
+    }
+    listed.join(", ")
 }
 
 /// Returns how long to wait between a reading at `previous` and the next at

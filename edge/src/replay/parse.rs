@@ -113,7 +113,7 @@ pub fn read_replay_file(
 }
 
 fn read_rows(
-    mut input: impl io::BufRead,
+    mut input: impl io::Read,
     opts: &ReplayOptions,
 ) -> Result<(Vec<Reading>, Vec<SkippedLine>), ReplayError> {
     // Each line is parsed on its own, so an unclosed quote cannot swallow
@@ -125,22 +125,16 @@ fn read_rows(
         source,
     };
     let mut text = Vec::new();
+    input
+        .read_to_end(&mut text)
+        .map_err(|source| read_error(1, source.into()))?;
     let mut record = ByteRecord::new();
-    let mut line = 0;
     let mut columns = None;
     let mut readings = Vec::new();
     let mut skipped = Vec::new();
     let mut row = 0;
-    loop {
-        text.clear();
-        let read = input
-            .read_until(b'\n', &mut text)
-            .map_err(|source| read_error(line + 1, source.into()))?;
-        if read == 0 {
-            break;
-        }
-        line += 1;
-        let content = trim_line_end(&text);
+    for (index, content) in lines(&text).enumerate() {
+        let line = index as u64 + 1;
         if content.is_empty() {
             continue;
         }
@@ -168,10 +162,26 @@ fn read_rows(
     Ok((readings, skipped))
 }
 
-/// Returns `line` without its `\n` or `\r\n` ending.
-fn trim_line_end(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
+/// Splits `text` into lines ended by `\n`, `\r\n` or a lone `\r` (files
+/// saved on classic Mac OS), without their endings.
+fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest
+            .iter()
+            .position(|byte| *byte == b'\n' || *byte == b'\r')
+            .unwrap_or(rest.len());
+        let line = &rest[..end];
+        let ending = match rest.get(end..end + 2) {
+            Some(b"\r\n") => 2,
+            _ => usize::from(end < rest.len()),
+        };
+        rest = &rest[end + ending..];
+        Some(line)
+    })
 }
 
 /// A line with an odd number of `"` has a quoted field that does not close
@@ -419,6 +429,52 @@ mod tests {
     }
 
     #[test]
+    fn classic_mac_line_endings_split_rows() {
+        let file =
+            write_csv("timestamp,value\r2013-12-02 21:15:00,20.5\r\r2013-12-02 21:20:00,21.5\r");
+        let (readings, skipped) = read_replay_file(&options(file.path())).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let values: Vec<_> = readings.iter().map(|r| r.temperature_c).collect();
+        assert_eq!(values, [Some(20.5), Some(21.5)]);
+        assert_eq!(readings[1].seq, Some(2));
+    }
+
+    #[test]
+    fn lines_split_on_every_ending() {
+        let split: Vec<&[u8]> = lines(b"a\nb\r\nc\rd").collect();
+        assert_eq!(split, [&b"a"[..], b"b", b"c", b"d"]);
+        let split: Vec<&[u8]> = lines(b"a\r\n\r\nb\n").collect();
+        assert_eq!(split, [&b"a"[..], b"", b"b"]);
+        assert_eq!(lines(b"").count(), 0);
+    }
+
+    #[test]
+    fn quoted_header_and_binary_header_read_clearly() {
+        let file = write_csv("\"timestamp,value\n2013-12-02 21:15:00,20.5\n");
+        let message = read_replay_file(&options(file.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(r#"columns found: "timestamp,value""#),
+            "{message}"
+        );
+
+        let garbage: String = (0..2000)
+            .map(|index| if index % 50 == 0 { ',' } else { 'x' })
+            .collect();
+        let file = write_csv(&format!("{garbage}\n"));
+        let message = read_replay_file(&options(file.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("and 21 more"), "{message}");
+        assert!(
+            message.len() < 1200,
+            "{} characters: {message}",
+            message.len()
+        );
+    }
+
+    #[test]
     fn empty_file_names_the_missing_column() {
         let file = write_csv("");
         let error = read_replay_file(&options(file.path())).unwrap_err();
@@ -439,7 +495,7 @@ mod tests {
         assert_eq!(found, &["time", "temp"]);
         let message = error.to_string();
         assert!(message.contains("\"timestamp\""), "{message}");
-        assert!(message.contains("time, temp"), "{message}");
+        assert!(message.contains(r#""time", "temp""#), "{message}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use floorwatch_protocol::{parse_payload, Rejection};
 use poem::http::StatusCode;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data;
-use poem::{handler, post, Body, EndpointExt, IntoResponse, Response, Route, Server};
+use poem::{handler, post, Body, Endpoint, EndpointExt, IntoResponse, Response, Route, Server};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -126,7 +126,13 @@ pub async fn start(
             )),
         )
         .data(state)
-        .data(admin);
+        .data(admin)
+        .around(|inner, request: poem::Request| async move {
+            match cross_site_refusal(&request) {
+                Some(response) => Ok(response),
+                None => inner.call(request).await,
+            }
+        });
     tracing::info!(%addr, "HTTP ingest ready");
     let serve = async move {
         Server::new_with_acceptor(acceptor)
@@ -138,6 +144,52 @@ pub async fn start(
             })
     };
     Ok((addr, serve))
+}
+
+/// Returns a 403 response for a request that a browser sent on behalf of
+/// another site: an `Origin` header naming another host than `Host`, or
+/// `Sec-Fetch-Site` other than `same-origin` and `none`. Sensors, scripts
+/// and curl send neither header. Without this check, a web page open in a
+/// browser on the bridge's machine could post readings or replay
+/// deliveries through a loopback listener that needs no token.
+fn cross_site_refusal(request: &poem::Request) -> Option<Response> {
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap_or("?"))
+    };
+    let origin_is_host = match (
+        header(poem::http::header::ORIGIN),
+        header(poem::http::header::HOST),
+    ) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+        (Some(_), None) => false,
+    };
+    let fetch_site_ok = matches!(
+        header(poem::http::HeaderName::from_static("sec-fetch-site")),
+        None | Some("same-origin" | "none")
+    );
+    if origin_is_host && fetch_site_ok {
+        return None;
+    }
+    tracing::warn!(
+        origin = ?header(poem::http::header::ORIGIN),
+        path = %request.uri().path(),
+        "rejected a cross-site request"
+    );
+    let message = "cross-site request rejected: the bridge accepts requests from sensors, \
+                   scripts and its own origin, not from pages of other sites";
+    Some(
+        (
+            StatusCode::FORBIDDEN,
+            poem::web::Json(json!({ "error": message })),
+        )
+            .into_response(),
+    )
 }
 
 #[handler]

@@ -129,3 +129,48 @@ async fn http_rejections_name_the_problem() {
     assert_eq!(handle.stats().readings_accepted, 0);
     stop(handle, shutdown).await;
 }
+
+#[tokio::test]
+async fn cross_site_requests_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = config(&dir, Vec::new(), &[10]);
+    settings.http.enabled = true;
+    settings.http.listen = "127.0.0.1:0".parse().unwrap();
+    let (handle, shutdown) = start(settings).await;
+    let addr = handle.http_addr().expect("HTTP ingest is on");
+    let client = reqwest::Client::new();
+    let send = |path: &str, headers: &[(&str, String)]| {
+        let mut request = client
+            .post(format!("http://{addr}{path}"))
+            .header("content-type", "text/plain")
+            .body(reading(0, 31.0));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.send()
+    };
+
+    // A page of another site posting through the visitor's browser.
+    let from_elsewhere = [("origin", "http://evil.example".to_owned())];
+    let response = send("/readings", &from_elsewhere).await.unwrap();
+    assert_eq!(response.status(), 403);
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("cross-site"),
+        "{body}"
+    );
+    let fetch_cross_site = [("sec-fetch-site", "cross-site".to_owned())];
+    let response = send("/deliveries/replay?status=delivered", &fetch_cross_site)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(handle.stats().readings_accepted, 0);
+
+    // Clients that send no Origin, or the bridge's own origin, pass.
+    let response = send("/readings", &[]).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let own = [("origin", format!("http://{addr}"))];
+    let response = send("/readings", &own).await.unwrap();
+    assert_eq!(response.status(), 200);
+    stop(handle, shutdown).await;
+}

@@ -73,7 +73,8 @@ fn render_ingest(page: &mut String, stats: &StatsSnapshot) {
         ("duplicate", stats.duplicates),
         ("out_of_order", stats.out_of_order),
     ];
-    let help = "Valid readings not evaluated: a seen or late seq, or older than the sensor's newest.";
+    let help =
+        "Valid readings not evaluated: a seen or late seq, or older than the sensor's newest.";
     labelled(
         page,
         "floorwatch_readings_ignored_total",

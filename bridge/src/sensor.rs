@@ -139,6 +139,9 @@ pub struct SensorState {
     /// by rule id, held until the mute ends.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub held: BTreeMap<String, Vec<Event<IncidentData>>>,
+    /// Bridge time at which the newest accepted reading arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_arrival: Option<DateTime<Utc>>,
 }
 
 impl SensorState {
@@ -269,15 +272,27 @@ impl SensorState {
     }
 
     /// Opens a silence episode when the sensor has been quiet past its
-    /// limit at `clock`, and returns its `sensor.silent` event.
+    /// limit at `clock`, and no reading of it arrived within the limit
+    /// before `wall_now`, and returns its `sensor.silent` event.
     pub fn check_silence(
         &mut self,
         profile: &Profile,
         subject: Subject<'_>,
         clock: DateTime<Utc>,
+        wall_now: DateTime<Utc>,
         new_incident_id: impl FnOnce() -> String,
     ) -> Option<Event<IncidentData>> {
         if self.silent.is_some() {
+            return None;
+        }
+        // A sensor whose readings keep arriving is not silent, however old
+        // their times: a replay of old data next to live sensors, or a
+        // device whose clock runs behind.
+        let limit = profile.health.silent_after?;
+        if self
+            .last_arrival
+            .is_some_and(|arrived| wall_now - arrived <= limit)
+        {
             return None;
         }
         let last = self.last_time?;

@@ -190,6 +190,46 @@ fn replay_clock_does_not_silence_old_readings() {
 }
 
 #[test]
+fn old_readings_that_keep_arriving_are_not_silent() {
+    let fixture = Fixture::new();
+    let mut processor = fixture.processor();
+    // A live sensor sets the clock to the present, while oven-1 replays
+    // readings a year old, one every 10 s of bridge time.
+    let now = start() + TimeDelta::days(365);
+    let mut live = reading(1, 0, 25.0);
+    live.sensor = "live-1".to_owned();
+    live.payload = format!(
+        r#"{{"seq":1,"time":"{}","temperature_c":25.0}}"#,
+        now.to_rfc3339()
+    )
+    .into_bytes();
+    live.received_at = now;
+    processor.process(&[live]).unwrap();
+    for step in 0..40 {
+        let arrived = now + TimeDelta::seconds(10 * step);
+        let mut old = reading(step as u64 + 1, 10 * step, 25.0);
+        old.received_at = arrived;
+        processor.process(&[old]).unwrap();
+        let tick = processor.tick(arrived + TimeDelta::seconds(5)).unwrap();
+        let oven_silent = tick.events.iter().any(|event| {
+            event.event_type == EventType::SensorSilent && event.data.sensor.as_str() == "oven-1"
+        });
+        assert!(!oven_silent, "oven-1 silent at step {step}");
+    }
+
+    // Once its readings stop arriving, oven-1 falls silent like any other.
+    let stopped = now + TimeDelta::seconds(390 + 301);
+    let tick = processor.tick(stopped).unwrap();
+    let silent: Vec<_> = tick
+        .events
+        .iter()
+        .filter(|event| event.event_type == EventType::SensorSilent)
+        .map(|event| event.data.sensor.as_str().to_owned())
+        .collect();
+    assert!(silent.contains(&"oven-1".to_owned()), "{silent:?}");
+}
+
+#[test]
 fn reload_keeps_state_of_unchanged_rules() {
     let fixture = Fixture::new();
     let mut processor = fixture.processor();

@@ -175,6 +175,7 @@ impl Processor {
                 .entry(key)
                 .or_insert_with(|| self.sensors.get(&stored).cloned().unwrap_or_default());
             let previous_seq = state.last_seq;
+            state.last_arrival = Some(inbound.received_at);
             self.clock.observe(reading.time, inbound.received_at);
             let profile = self
                 .profiles

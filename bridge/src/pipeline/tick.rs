@@ -33,7 +33,7 @@ impl Processor {
                 sensor: &sensor,
             };
             let mut next = state.clone();
-            let silent = next.check_silence(&profile, subject, clock, new_incident_id);
+            let silent = next.check_silence(&profile, subject, clock, wall_now, new_incident_id);
             let reminders = next.due_reminders(&profile, subject, clock, &self.reminder_delays);
             let mut entries: Vec<_> = silent
                 .map(|event| self.new_event(event))

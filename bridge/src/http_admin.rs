@@ -183,7 +183,8 @@ struct ListQuery {
     endpoint: Option<String>,
     incident: Option<String>,
     status: Option<String>,
-    limit: Option<usize>,
+    /// Parsed in the handler, so that a bad value gets an error naming it.
+    limit: Option<String>,
 }
 
 #[handler]
@@ -199,11 +200,26 @@ async fn list_deliveries(query: Query<ListQuery>, state: Data<&AdminState>) -> R
             )
         }
     };
+    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
+        None => LIST_LIMIT.0,
+        Some(Ok(limit)) => limit.min(LIST_LIMIT.1),
+        Some(Err(_)) => {
+            let value = query.limit.as_deref().unwrap_or_default();
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_limit",
+                &format!(
+                    "limit {value:?} is not a whole number: use 1 to {}",
+                    LIST_LIMIT.1
+                ),
+            );
+        }
+    };
     let filter = DeliveryFilter {
         endpoint: query.endpoint.clone(),
         incident: query.incident.clone(),
         status,
-        limit: query.limit.unwrap_or(LIST_LIMIT.0).min(LIST_LIMIT.1),
+        limit,
     };
     match with_store(&state, move |store| store.list_deliveries(&filter)).await {
         Ok(rows) => Json(json!({"deliveries": rows})).into_response(),

@@ -98,6 +98,14 @@ async fn dead_letter_listed_replayed_and_measured() {
     )
     .await;
     assert_eq!(status, 400);
+    let (status, text) = request(
+        reqwest::Method::GET,
+        &format!("{base}/deliveries?limit=ten"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(text.contains(r#"limit \"ten\""#), "{text}");
     stop(handle, shutdown).await;
 }
 

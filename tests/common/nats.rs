@@ -334,20 +334,27 @@ pub fn reading(site: &str, sensor: &str, seq: u64, minute: u32, celsius: f64) ->
     }
 }
 
-/// Requests a [`Recorder`] received, and its failure switch.
+/// Requests a [`Recorder`] received, and its failure switches.
 #[derive(Default)]
 pub struct RecorderState {
     /// `webhook-id` and parsed body of each verified request, in arrival
     /// order, repeats included.
     pub events: std::sync::Mutex<Vec<(String, Value)>>,
+    /// Arrival time of each entry of `events`.
+    pub arrivals: std::sync::Mutex<Vec<Instant>>,
     /// Flag that makes every request get 503 while set.
     pub failing: std::sync::atomic::AtomicBool,
     /// Count of requests that got 503.
     pub rejected: std::sync::atomic::AtomicU64,
+    /// Flag that makes every request get 410 Gone while set.
+    pub returns_gone: std::sync::atomic::AtomicBool,
+    /// Count of requests that got 410.
+    pub gone_answers: std::sync::atomic::AtomicU64,
 }
 
 /// A webhook receiver that verifies each signature and records the events,
-/// or returns 503 while it is switched to failing.
+/// or returns 503 while it is switched to failing and 410 while it is
+/// switched to gone.
 pub struct Recorder {
     pub addr: SocketAddr,
     pub secret: Secret,
@@ -363,6 +370,10 @@ async fn record_webhook(
 ) -> poem::http::StatusCode {
     use std::sync::atomic::Ordering;
     let (state, secret) = *state;
+    if state.returns_gone.load(Ordering::SeqCst) {
+        state.gone_answers.fetch_add(1, Ordering::SeqCst);
+        return poem::http::StatusCode::GONE;
+    }
     if state.failing.load(Ordering::SeqCst) {
         state.rejected.fetch_add(1, Ordering::SeqCst);
         return poem::http::StatusCode::SERVICE_UNAVAILABLE;
@@ -383,7 +394,10 @@ async fn record_webhook(
     }
     let id = header("webhook-id").unwrap_or_default().to_owned();
     let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    state.events.lock().unwrap().push((id, event));
+    let mut events = state.events.lock().unwrap();
+    events.push((id, event));
+    state.arrivals.lock().unwrap().push(Instant::now());
+    drop(events);
     poem::http::StatusCode::NO_CONTENT
 }
 

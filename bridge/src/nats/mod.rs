@@ -11,6 +11,7 @@
 //! topology and what happens on each failure.
 
 mod connect;
+pub mod gate;
 pub mod lease;
 pub mod outbox;
 mod partition;
@@ -33,8 +34,9 @@ use crate::stats::Stats;
 use crate::{BridgeError, BridgeHandle, Reloader};
 
 pub use connect::connect;
+use gate::EndpointGate;
 use lease::{Leases, Registry};
-use partition::Shared;
+use partition::{OutboxEndpoint, Shared};
 use subjects::Subjects;
 
 /// Payloads of `POST /readings` and [`BridgeHandle::ingest`] waiting to be
@@ -74,15 +76,24 @@ pub async fn start(
     }
     let js = jetstream::new(client.clone());
     let subjects = Subjects::new(&config.mqtt.topic_prefix, settings.partitions);
-    let (readings, outbox, state, leases) =
-        open_streams(&js, &subjects, &config, &shutdown).await?;
+    let opened = open_streams(&js, &subjects, &config, &shutdown).await?;
 
     let stats = Arc::new(Stats::default());
     let mut endpoints = Vec::new();
     for (index, endpoint) in config.endpoints.iter().enumerate() {
         if endpoint.enabled {
-            let timeout = Duration::from_secs(endpoint.timeout_secs);
-            endpoints.push((index, Arc::new(Endpoint::new(endpoint)?), timeout));
+            let gate = EndpointGate::new(
+                endpoint,
+                &settings.instance,
+                opened.endpoints.clone(),
+                Arc::clone(&stats),
+            );
+            endpoints.push(OutboxEndpoint {
+                index,
+                endpoint: Arc::new(Endpoint::new(endpoint)?),
+                timeout: Duration::from_secs(endpoint.timeout_secs),
+                gate: Arc::new(gate),
+            });
         }
     }
     let scratch_dir = config
@@ -109,17 +120,25 @@ pub async fn start(
         instance: settings.instance.clone(),
         client: client.clone(),
         js: js.clone(),
-        readings,
-        outbox,
-        state,
+        readings: opened.readings,
+        outbox: opened.outbox,
+        state: opened.state,
         subjects: subjects.clone(),
         stats: Arc::clone(&stats),
         endpoints,
         delivery: config.delivery.clone(),
         scratch_dir,
     };
+    let gates: Vec<Arc<EndpointGate>> = shared
+        .endpoints
+        .iter()
+        .map(|target| Arc::clone(&target.gate))
+        .collect();
+    for gate in &gates {
+        gate.load().await;
+    }
     let lease_loop = Leases {
-        bucket: leases,
+        bucket: opened.leases,
         shared,
         partitions: settings.partitions,
         ttl: Duration::from_secs(settings.lease_ttl_secs),
@@ -138,6 +157,9 @@ pub async fn start(
         false => None,
     };
     let mut tasks = vec![crate::spawn_task(&cancel, lease_loop.run(cancel.clone()))];
+    for gate in gates {
+        tasks.push(crate::spawn_task(&cancel, gate.watch(cancel.clone())));
+    }
     tasks.push(crate::spawn_task(
         &cancel,
         forward_queued(queue_rx, js, subjects, Arc::clone(&stats), cancel.clone()),
@@ -165,22 +187,24 @@ pub async fn start(
 /// until `bridge.nats.connect_timeout_secs` has passed as well.
 const SETUP_ATTEMPTS: u32 = 10;
 
-/// Opens the readings, outbox and dead-letter streams and the state and
-/// lease buckets, creating what is missing, with retries.
+/// The streams and buckets a bridge instance uses.
+struct Opened {
+    readings: jetstream::stream::Stream,
+    outbox: jetstream::stream::Stream,
+    state: jetstream::kv::Store,
+    leases: jetstream::kv::Store,
+    /// Keys of the endpoints disabled by `410 Gone`.
+    endpoints: jetstream::kv::Store,
+}
+
+/// Opens the readings, outbox and dead-letter streams and the state, lease
+/// and endpoint buckets, creating what is missing, with retries.
 async fn open_streams(
     js: &jetstream::Context,
     subjects: &Subjects,
     config: &BridgeConfig,
     shutdown: &CancellationToken,
-) -> Result<
-    (
-        jetstream::stream::Stream,
-        jetstream::stream::Stream,
-        jetstream::kv::Store,
-        jetstream::kv::Store,
-    ),
-    BridgeError,
-> {
+) -> Result<Opened, BridgeError> {
     let settings = &config.nats;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(settings.connect_timeout_secs);
     let mut attempt = 0;
@@ -191,7 +215,14 @@ async fn open_streams(
             let outbox = outbox::streams(js, settings).await?;
             let state = record::bucket(js, settings).await?;
             let leases = lease::bucket(js, settings).await?;
-            Ok::<_, BridgeError>((readings, outbox, state, leases))
+            let endpoints = gate::bucket(js, settings).await?;
+            Ok::<_, BridgeError>(Opened {
+                readings,
+                outbox,
+                state,
+                leases,
+                endpoints,
+            })
         }
         .await;
         let error = match opened {

@@ -5,9 +5,17 @@
 //! a time, so the events of one incident arrive in order. A failed attempt
 //! is negatively acknowledged with the retry schedule's delay. After the
 //! last attempt the message moves to the dead-letter stream.
+//!
+//! Each send passes the endpoint's [`EndpointGate`]: the rate limit, the
+//! circuit breaker and the disabled state after `410 Gone`. The attempt
+//! number is the stream's delivery count of the message, which grows each
+//! time the consumer hands the message out again. So a deliverer that the
+//! gate stops does not pull, and a message already pulled is held with
+//! in-progress acknowledgements rather than negatively acknowledged, so
+//! the wait costs it no attempt.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
@@ -18,6 +26,7 @@ use futures::StreamExt;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+use super::gate::{Attempt, EndpointGate, Ticket};
 use super::record::OutboxEntry;
 use crate::config::{DeliverySettings, NatsSettings};
 use crate::delivery::{redact, Endpoint};
@@ -50,6 +59,21 @@ const FETCH_EXPIRY: Duration = Duration::from_secs(5);
 /// attempt ends within the timeout, so this covers only the signing and
 /// the acknowledgement.
 const ACK_WAIT_MARGIN: Duration = Duration::from_secs(5);
+
+/// Time between two in-progress acknowledgements of a message held while
+/// the gate stops sending. It must stay below the ack wait, which is at
+/// least [`ACK_WAIT_MARGIN`] plus one second.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Next step of a deliverer after an attempt.
+enum Next {
+    /// Pull the next message.
+    Pull,
+    /// Wait, then pull: the message stays pending for this long.
+    Wait(Duration),
+    /// Keep the message and send it again once the gate allows.
+    Hold,
+}
 
 /// Returns the subject of partition `index` and endpoint `endpoint`.
 pub fn subject(index: u32, endpoint: usize) -> String {
@@ -127,13 +151,15 @@ pub async fn store(js: &Context, index: u32, entries: &[OutboxEntry]) -> Result<
 
 /// Delivers the outbox subject of one partition and endpoint.
 ///
-/// NOTE: unlike the SQLite outbox workers, this has no rate limit, no
-/// circuit breaker and no `410 Gone` handling, and it records no attempts
-/// in the delivery log; the endpoint settings for them are ignored.
+/// NOTE: unlike the SQLite outbox workers, this records no attempts in the
+/// delivery log, and `max_concurrency` does not apply: each deliverer
+/// sends one message at a time.
 pub struct Deliverer {
     pub index: u32,
     pub endpoint_index: usize,
     pub endpoint: Arc<Endpoint>,
+    /// Send limits shared with the deliverers of the other partitions.
+    pub gate: Arc<EndpointGate>,
     pub timeout: Duration,
     pub settings: DeliverySettings,
     pub stream: Stream,
@@ -157,13 +183,28 @@ impl Deliverer {
             }
         };
         loop {
+            // Waiting before the pull keeps the delivery count of the next
+            // message unchanged while the endpoint is paused.
+            if !self.gate.wait_ready(&cancel).await {
+                return;
+            }
             let message = tokio::select! {
                 () = cancel.cancelled() => return,
                 message = next_message(&consumer) => message,
             };
             let Some(message) = message else { continue };
-            let wait = self.attempt(&message).await;
-            if let Some(wait) = wait {
+            let next = loop {
+                let Some(ticket) = self.admit_holding(&message, &cancel).await else {
+                    // Stopping: hand the message back at once.
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    return;
+                };
+                match self.attempt(&message, ticket).await {
+                    Next::Hold => continue,
+                    next => break next,
+                }
+            };
+            if let Next::Wait(wait) = next {
                 // The message stays pending for `wait`, and the consumer
                 // hands out nothing else meanwhile (one message in flight),
                 // so later events of the incident stay behind it.
@@ -171,6 +212,34 @@ impl Deliverer {
                     () = cancel.cancelled() => return,
                     () = tokio::time::sleep(wait) => {}
                 }
+            }
+        }
+    }
+
+    /// Waits until the gate allows sending `message`, sending in-progress
+    /// acknowledgements meanwhile so that the stream neither hands it out
+    /// again nor counts a delivery. Returns `None` when `cancel` fired.
+    async fn admit_holding(
+        &self,
+        message: &Message,
+        cancel: &CancellationToken,
+    ) -> Option<Ticket<'_>> {
+        let mut progress_at = Instant::now() + PROGRESS_INTERVAL;
+        loop {
+            let wait = match self.gate.admit() {
+                Ok(ticket) => return Some(ticket),
+                Err(wait) => wait,
+            };
+            let wait = wait.min(progress_at.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                () = self.gate.changed_or(wait) => {}
+            }
+            if Instant::now() >= progress_at {
+                if let Err(error) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(partition = self.index, %error, "could not extend the ack wait of a held event");
+                }
+                progress_at = Instant::now() + PROGRESS_INTERVAL;
             }
         }
     }
@@ -191,9 +260,9 @@ impl Deliverer {
             .map_err(|error| nats_error("creating an outbox consumer", error))
     }
 
-    /// Makes one attempt at `message` and settles it; returns how long to
-    /// wait before the next pull after a failure.
-    async fn attempt(&self, message: &Message) -> Option<Duration> {
+    /// Makes one attempt at `message` with `ticket`, settles the message
+    /// and returns what to do next.
+    async fn attempt(&self, message: &Message, ticket: Ticket<'_>) -> Next {
         let header = |name: &str| {
             message
                 .headers
@@ -211,6 +280,7 @@ impl Deliverer {
         let outcome = self.endpoint.send_signed(&event_id, &message.payload).await;
         let endpoint = redact(&self.endpoint.key);
         if outcome.delivered() {
+            ticket.settle(Attempt::Delivered);
             bump(&self.stats.deliveries_succeeded);
             tracing::info!(%endpoint, %event_id, event_type = %header(HEADER_EVENT_TYPE), attempt, "delivered a webhook");
             if let Err(error) = message.double_ack().await {
@@ -218,10 +288,19 @@ impl Deliverer {
                 // receiver drops the repeat by its webhook-id.
                 tracing::warn!(%endpoint, %event_id, %error, "could not acknowledge a delivered event");
             }
-            return None;
+            return Next::Pull;
         }
         bump(&self.stats.delivery_attempts_failed);
         let error = outcome.error.clone().unwrap_or_default();
+        if outcome.status == Some(410) {
+            // The gate logs the disabled endpoint. Like a row of the SQLite
+            // outbox, the event is neither retried on the schedule nor
+            // dead-lettered: it waits for the endpoint to be enabled.
+            ticket.settle(Attempt::Gone);
+            tracing::warn!(%endpoint, %event_id, attempt, "webhook attempt returned 410 Gone; holding the event until the endpoint is enabled");
+            return Next::Hold;
+        }
+        ticket.settle(Attempt::Failed);
         let unit_random = rand::thread_rng().gen::<f64>();
         match next_delay(&self.settings, attempt, outcome.retry_after, unit_random) {
             Some(delay) => {
@@ -233,14 +312,17 @@ impl Deliverer {
                 if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
                     tracing::warn!(%endpoint, %event_id, %error, "could not schedule a retry");
                 }
-                Some(delay)
+                Next::Wait(delay)
             }
             None => {
                 tracing::error!(
                     %endpoint, %event_id, attempt, status = outcome.status, %error,
                     "webhook delivery failed for the last time; the event is now a dead letter"
                 );
-                self.dead_letter(message, &error).await
+                match self.dead_letter(message, &error).await {
+                    Some(wait) => Next::Wait(wait),
+                    None => Next::Pull,
+                }
             }
         }
     }

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::gate::EndpointGate;
 use super::outbox::{self, Deliverer};
 use super::record::{self, OutboxEntry, PartitionRecord, SensorStates, WriteError};
 use super::streams;
@@ -63,11 +64,21 @@ pub struct Shared {
     pub state: kv::Store,
     pub subjects: Subjects,
     pub stats: Arc<Stats>,
-    /// Enabled endpoints with their index in `bridge.endpoints`.
-    pub endpoints: Vec<(usize, Arc<Endpoint>, Duration)>,
+    /// Enabled endpoints.
+    pub endpoints: Vec<OutboxEndpoint>,
     pub delivery: DeliverySettings,
     /// Directory of the scratch SQLite files.
     pub scratch_dir: PathBuf,
+}
+
+/// An enabled endpoint and the state its deliverers share.
+#[derive(Clone)]
+pub struct OutboxEndpoint {
+    /// Index in `bridge.endpoints`, which names the outbox subject.
+    pub index: usize,
+    pub endpoint: Arc<Endpoint>,
+    pub timeout: Duration,
+    pub gate: Arc<EndpointGate>,
 }
 
 /// Reason a partition loop ended.
@@ -94,12 +105,13 @@ pub async fn run(
     };
     let delivery = cancel.child_token();
     let mut deliverers = JoinSet::new();
-    for (endpoint_index, endpoint, timeout) in &shared.endpoints {
+    for target in &shared.endpoints {
         let deliverer = Deliverer {
             index,
-            endpoint_index: *endpoint_index,
-            endpoint: Arc::clone(endpoint),
-            timeout: *timeout,
+            endpoint_index: target.index,
+            endpoint: Arc::clone(&target.endpoint),
+            gate: Arc::clone(&target.gate),
+            timeout: target.timeout,
             settings: shared.delivery.clone(),
             stream: shared.outbox.clone(),
             js: shared.js.clone(),

@@ -97,6 +97,38 @@ async fn breaker_opens_then_probes() {
 }
 
 #[tokio::test]
+async fn gone_on_a_probe_then_enable_delivers() {
+    let receiver = Receiver::start(200).await;
+    // Two failures open the breaker, and its probe gets the 410.
+    receiver.script(&[500, 500, 410]);
+    let mut endpoint = receiver.endpoint();
+    endpoint.breaker_failures = 2;
+    endpoint.breaker_cooldown_ms = 300;
+    endpoint.breaker_max_cooldown_ms = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (handle, shutdown) = start(config(&dir, vec![endpoint], &[10; 6])).await;
+
+    send_readings(&handle, "oven-1", 0, &EPISODE_OPEN).await;
+    wait_for("the endpoint disabled by the probe", || {
+        handle.stats().endpoints_disabled == 1
+    })
+    .await;
+    let mut store = Store::open(&dir.path().join("bridge.db")).unwrap();
+    assert!(store.enable_endpoint(&receiver.url).unwrap());
+    wait_for("the delivery after enabling", || {
+        handle.stats().deliveries_succeeded == 1
+    })
+    .await;
+    let statuses: Vec<u16> = receiver
+        .deliveries()
+        .iter()
+        .map(|delivery| delivery.status)
+        .collect();
+    assert_eq!(statuses, [500, 500, 410, 200]);
+    stop(handle, shutdown).await;
+}
+
+#[tokio::test]
 async fn concurrency_keeps_incident_order() {
     let receiver = Receiver::start(200).await;
     let delay = Duration::from_millis(1_000);

@@ -271,12 +271,16 @@ impl Dispatcher {
                 None
             }
         };
-        if finished.outcome == Outcome::Gone {
-            self.disable().await?;
-        } else if let Some(success) = success {
+        // A 410 counts as a failure too: when it answered the breaker's
+        // probe, the breaker would otherwise wait for that probe forever
+        // and send nothing once the endpoint is enabled again.
+        if let Some(success) = success {
             if let Some(state) = self.breaker.record(success, Instant::now()) {
                 self.log_breaker(state);
             }
+        }
+        if finished.outcome == Outcome::Gone {
+            self.disable().await?;
         }
         self.unrecorded.push(finished);
         Ok(())

@@ -75,7 +75,7 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
-    allocator::limit_arenas();
+    allocator::tune();
     let cli = Cli::parse();
     logging::init(cli.log_json);
     match run(cli.command) {

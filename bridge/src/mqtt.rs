@@ -102,6 +102,13 @@ impl MqttLoop {
                     let Some(queued) = self.route(message) else {
                         continue;
                     };
+                    // NOTE: while ingest's queue is full (a commit failing
+                    // on a full disk), this wait stops polling, so no
+                    // PINGREQ goes out and the broker drops the connection
+                    // after the keep-alive. A full data directory for 60 s
+                    // under `up` recovered with nothing lost, but one run
+                    // with the whole root file system full stayed stalled
+                    // after space returned, for a reason not found.
                     if self.queue_tx.send(queued).await.is_err() {
                         tracing::debug!("ingest has stopped; the message stays with the broker");
                     }

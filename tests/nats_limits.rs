@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::nats::{
-    assert_incidents_in_order, bridge_config, reading, stream_info, NatsCluster, Recorder,
+    assert_incidents_in_order, reading, recorder_config, start_bridge, stream_messages,
+    NatsCluster, Recorder,
 };
 use common::{init_logging, wait_for, WAIT_LIMIT};
 use floorwatch_bridge::nats::gate::{disabled_key, ENDPOINTS_BUCKET};
-use floorwatch_bridge::{BridgeConfig, BridgeHandle, EndpointConfig};
+use floorwatch_bridge::BridgeHandle;
 use floorwatch_edge::{Publisher, PublisherConfig};
-use tokio_util::sync::CancellationToken;
 
 /// Temperatures of one episode: three breaching readings open an incident
 /// and three clearing readings resolve it.
@@ -37,32 +37,6 @@ async fn publish_episode(cluster: &NatsCluster, sensors: &[&str]) {
         .await
         .expect("readings acknowledged");
     publisher.close(Duration::from_secs(5)).await;
-}
-
-fn recorder_config(
-    cluster: &NatsCluster,
-    instance: &str,
-    dir: &std::path::Path,
-    recorder: &Recorder,
-) -> BridgeConfig {
-    let mut config = bridge_config(cluster, instance, dir, "http://unused", &recorder.secret);
-    let mut endpoint = EndpointConfig::new(&recorder.url(), &recorder.secret.expose());
-    endpoint.allow_private = true;
-    config.endpoints = vec![endpoint];
-    config
-}
-
-async fn start_bridge(config: BridgeConfig) -> (BridgeHandle, CancellationToken) {
-    let shutdown = CancellationToken::new();
-    let bridge = floorwatch_bridge::start(config, shutdown.child_token())
-        .await
-        .expect("bridge starts");
-    (bridge, shutdown)
-}
-
-/// Returns the message count of `stream`.
-async fn stream_messages(client: &async_nats::Client, stream: &str) -> Option<u64> {
-    stream_info(client, stream).await?["state"]["messages"].as_u64()
 }
 
 /// Waits for `bridge`'s `floorwatch_endpoints_disabled` gauge to be `count`.

@@ -8,13 +8,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::nats::{
-    assert_incidents_in_order, bridge_config, reading, stream_info, wait_stream_leaders,
-    NatsCluster, Recorder,
+    assert_incidents_in_order, reading, recorder_config, start_bridge, stream_info,
+    wait_stream_leaders, NatsCluster, Recorder,
 };
 use common::{init_logging, wait_for};
-use floorwatch_bridge::EndpointConfig;
 use floorwatch_edge::{Publisher, PublisherConfig};
-use tokio_util::sync::CancellationToken;
 
 /// Temperatures of one episode: three breaching readings open an incident
 /// and three clearing readings resolve it.
@@ -46,12 +44,6 @@ async fn publish_episode(publisher: &Publisher, sensors: &[&str], episode: usize
         .expect("readings acknowledged");
 }
 
-fn recorder_endpoint(recorder: &Recorder) -> EndpointConfig {
-    let mut endpoint = EndpointConfig::new(&recorder.url(), &recorder.secret.expose());
-    endpoint.allow_private = true;
-    endpoint
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_restart_and_receiver_outage() {
     init_logging();
@@ -60,19 +52,9 @@ async fn node_restart_and_receiver_outage() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::start().await;
     recorder.state.failing.store(true, Ordering::SeqCst);
-    let mut config = bridge_config(
-        &cluster,
-        "bridge-1",
-        dir.path(),
-        "http://unused",
-        &recorder.secret,
-    );
-    config.endpoints = vec![recorder_endpoint(&recorder)];
+    let mut config = recorder_config(&cluster, "bridge-1", dir.path(), &recorder);
     config.nats.lease_ttl_secs = 3;
-    let shutdown = CancellationToken::new();
-    let bridge = floorwatch_bridge::start(config, shutdown.child_token())
-        .await
-        .expect("bridge starts");
+    let (bridge, shutdown) = start_bridge(config).await;
     let client = cluster.connect().await;
     wait_stream_leaders(&client, &STREAMS).await;
 
@@ -137,19 +119,9 @@ async fn failed_events_become_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::start().await;
     recorder.state.failing.store(true, Ordering::SeqCst);
-    let mut config = bridge_config(
-        &cluster,
-        "bridge-1",
-        dir.path(),
-        "http://unused",
-        &recorder.secret,
-    );
-    config.endpoints = vec![recorder_endpoint(&recorder)];
+    let mut config = recorder_config(&cluster, "bridge-1", dir.path(), &recorder);
     config.delivery.retry_schedule_ms = vec![100, 100];
-    let shutdown = CancellationToken::new();
-    let bridge = floorwatch_bridge::start(config, shutdown.child_token())
-        .await
-        .expect("bridge starts");
+    let (bridge, shutdown) = start_bridge(config).await;
 
     let publisher = Publisher::connect(PublisherConfig::new(cluster.mqtt_url(0), "edge-1"))
         .expect("edge publisher");

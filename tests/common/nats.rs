@@ -568,3 +568,38 @@ pub async fn wait_stream_leaders(client: &async_nats::Client, streams: &[&str]) 
         .await;
     }
 }
+
+/// Returns the message count of `stream`.
+pub async fn stream_messages(client: &async_nats::Client, stream: &str) -> Option<u64> {
+    stream_info(client, stream).await?["state"]["messages"].as_u64()
+}
+
+/// Returns a bridge configuration for `cluster` whose only endpoint is
+/// `recorder`.
+pub fn recorder_config(
+    cluster: &NatsCluster,
+    instance: &str,
+    dir: &Path,
+    recorder: &Recorder,
+) -> BridgeConfig {
+    let mut config = bridge_config(cluster, instance, dir, "http://unused", &recorder.secret);
+    let mut endpoint =
+        floorwatch_bridge::EndpointConfig::new(&recorder.url(), &recorder.secret.expose());
+    endpoint.allow_private = true;
+    config.endpoints = vec![endpoint];
+    config
+}
+
+/// Starts a bridge with `config` and returns it with its shutdown token.
+pub async fn start_bridge(
+    config: BridgeConfig,
+) -> (
+    floorwatch_bridge::BridgeHandle,
+    tokio_util::sync::CancellationToken,
+) {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let bridge = floorwatch_bridge::start(config, shutdown.child_token())
+        .await
+        .expect("bridge starts");
+    (bridge, shutdown)
+}

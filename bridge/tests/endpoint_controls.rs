@@ -61,14 +61,21 @@ async fn gone_disables_endpoint_across_restart() {
     stop(handle, shutdown).await;
 }
 
-#[tokio::test]
-async fn breaker_opens_then_probes() {
-    let receiver = Receiver::start(200).await;
-    receiver.script(&[500, 500, 500]);
+/// Returns `receiver`'s endpoint with a breaker that opens after two
+/// failures and cools down for 300 ms, doubling up to 5 s.
+fn quick_breaker(receiver: &Receiver) -> floorwatch_bridge::EndpointConfig {
     let mut endpoint = receiver.endpoint();
     endpoint.breaker_failures = 2;
     endpoint.breaker_cooldown_ms = 300;
     endpoint.breaker_max_cooldown_ms = 5_000;
+    endpoint
+}
+
+#[tokio::test]
+async fn breaker_opens_then_probes() {
+    let receiver = Receiver::start(200).await;
+    receiver.script(&[500, 500, 500]);
+    let endpoint = quick_breaker(&receiver);
     let dir = tempfile::tempdir().unwrap();
     let (handle, shutdown) = start(config(&dir, vec![endpoint], &[10; 6])).await;
 
@@ -101,10 +108,7 @@ async fn gone_on_a_probe_then_enable_delivers() {
     let receiver = Receiver::start(200).await;
     // Two failures open the breaker, and its probe gets the 410.
     receiver.script(&[500, 500, 410]);
-    let mut endpoint = receiver.endpoint();
-    endpoint.breaker_failures = 2;
-    endpoint.breaker_cooldown_ms = 300;
-    endpoint.breaker_max_cooldown_ms = 5_000;
+    let endpoint = quick_breaker(&receiver);
     let dir = tempfile::tempdir().unwrap();
     let (handle, shutdown) = start(config(&dir, vec![endpoint], &[10; 6])).await;
 

@@ -6,9 +6,9 @@
 //! commits, the attempts that finish meanwhile wait and then share the next
 //! one. An incident's next row is sent only after the previous attempt's
 //! record is committed, so a restart never finds a later event delivered
-//! before an earlier one was recorded. A commit that fails (a full disk,
-//! for one) is tried again a second later; its rows stay in flight
-//! meanwhile, so they are not sent twice by this process.
+//! before an earlier one was recorded. A commit that fails, on a full disk
+//! for example, is tried again a second later. Its rows stay in flight
+//! meanwhile, so this process does not send them twice.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -271,9 +271,9 @@ impl Dispatcher {
                 None
             }
         };
-        // A 410 counts as a failure too: when it answered the breaker's
-        // probe, the breaker would otherwise wait for that probe forever
-        // and send nothing once the endpoint is enabled again.
+        // A 410 counts as a failure too. When the probe got the 410, the
+        // breaker would otherwise wait for the probe's result forever and
+        // send nothing once the endpoint is enabled again.
         if let Some(success) = success {
             if let Some(state) = self.breaker.record(success, Instant::now()) {
                 self.log_breaker(state);

@@ -184,8 +184,8 @@ fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// A line with an odd number of `"` has a quoted field that does not close
-/// on it (a doubled `""` inside a quoted field counts twice).
+/// Returns true when `line` has an odd number of `"`, so a quoted field
+/// does not close on it. A doubled `""` inside a quoted field counts twice.
 fn has_unbalanced_quote(line: &[u8]) -> bool {
     line.iter().filter(|&&byte| byte == b'"').count() % 2 == 1
 }

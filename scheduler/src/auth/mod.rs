@@ -150,7 +150,7 @@ impl Auth {
 
     /// Checks `password` for `name`. Slow on purpose (argon2): call it from
     /// a blocking thread. An unknown name costs the same as a known one,
-    /// so the time of an answer does not tell which names exist.
+    /// so response times do not reveal which names exist.
     pub fn check_password(&self, name: &str, password: &str) -> bool {
         let (stored, known) = match self.users.get(name) {
             Some(stored) => (stored, true),

@@ -26,7 +26,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(900);
 /// Keys kept at most; past it, the oldest failures are forgotten first.
 const MAX_KEYS: usize = 10_000;
 
-/// What a key has done lately.
+/// Recent failed sign-ins of one key.
 #[derive(Debug, Clone, Copy)]
 struct Failures {
     count: u32,
